@@ -1,0 +1,10 @@
+// Package all plugs every SOUL module into Caddy: import it (blank) in the
+// binary, or name github.com/soulapp/soul in xcaddy's --with.
+package all
+
+import (
+	_ "github.com/soulapp/soul/caddymodules/soul"
+	_ "github.com/soulapp/soul/caddymodules/soulcmd"
+	_ "github.com/soulapp/soul/caddymodules/soulhealth"
+	_ "github.com/soulapp/soul/caddymodules/soulproblem"
+)

@@ -1,0 +1,209 @@
+// Package database opens the product's one database through bun: Postgres
+// when DATABASE_URL is set, otherwise an embedded SQLite file through a
+// pure-Go driver, so the binary stays static.
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+	"github.com/uptrace/bun/driver/pgdriver"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// Kind names the database in use, for logs and /healthz.
+type Kind string
+
+// The two databases the binary speaks to.
+const (
+	Postgres Kind = "postgres"
+	SQLite   Kind = "sqlite"
+)
+
+// Config selects and tunes the database.
+type Config struct {
+	// URL is DATABASE_URL; empty selects SQLite.
+	URL string
+	// SQLitePath is the embedded database file, used when URL is empty.
+	SQLitePath string
+	// MaxOpenConns bounds the Postgres pool.
+	MaxOpenConns int
+}
+
+// Key identifies the connection a Config opens: two configs with the same
+// key share one pool.
+func (c Config) Key() string {
+	if c.URL != "" {
+		return "postgres:" + c.URL
+	}
+	return "sqlite:" + c.SQLitePath
+}
+
+// Describe names the database without its credentials, for logs.
+func (c Config) Describe() string {
+	if c.URL == "" {
+		return "sqlite " + c.SQLitePath
+	}
+	u, err := url.Parse(NormalizeURL(c.URL))
+	if err != nil {
+		return "postgres (unparseable URL)"
+	}
+	return "postgres " + u.Host + u.Path
+}
+
+// NormalizeURL accepts the URL forms of the earlier stack
+// (postgresql+psycopg2://) and Railway (postgresql://) and returns the
+// postgres:// form the driver reads.
+func NormalizeURL(raw string) string {
+	raw = strings.TrimSpace(raw)
+	for _, prefix := range []string{"postgresql+psycopg2://", "postgresql+psycopg://", "postgresql://"} {
+		if strings.HasPrefix(raw, prefix) {
+			return "postgres://" + strings.TrimPrefix(raw, prefix)
+		}
+	}
+	return raw
+}
+
+// ValidateURL reports what is wrong with a DATABASE_URL without echoing it,
+// since it holds a password.
+func ValidateURL(raw string) error {
+	u, err := url.Parse(NormalizeURL(raw))
+	if err != nil {
+		return errors.New("DATABASE_URL is not a valid URL")
+	}
+	if u.Scheme != "postgres" {
+		return fmt.Errorf("DATABASE_URL must start with postgres://, postgresql:// or postgresql+psycopg2:// (got scheme %q)", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return errors.New("DATABASE_URL has no host")
+	}
+	if strings.Trim(u.Path, "/") == "" {
+		return errors.New("DATABASE_URL has no database name")
+	}
+	if u.User == nil || u.User.Username() == "" {
+		return errors.New("DATABASE_URL has no user name")
+	}
+	if mode := u.Query().Get("sslmode"); mode != "" {
+		switch mode {
+		case "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+		default:
+			return fmt.Errorf("DATABASE_URL has an unknown sslmode %q", mode)
+		}
+	}
+	return nil
+}
+
+// Open opens the database and checks it answers within connectTimeout,
+// retrying while it starts up.
+func Open(ctx context.Context, cfg Config, connectTimeout time.Duration) (*bun.DB, Kind, error) {
+	var (
+		db   *bun.DB
+		kind Kind
+		err  error
+	)
+	if cfg.URL != "" {
+		db, err = openPostgres(cfg)
+		kind = Postgres
+	} else {
+		db, err = openSQLite(cfg.SQLitePath)
+		kind = SQLite
+	}
+	if err != nil {
+		return nil, kind, err
+	}
+	if err := waitReady(ctx, db, connectTimeout); err != nil {
+		_ = db.Close()
+		return nil, kind, fmt.Errorf("database %s unreachable: %w", cfg.Describe(), err)
+	}
+	return db, kind, nil
+}
+
+func openPostgres(cfg Config) (db *bun.DB, err error) {
+	if err := ValidateURL(cfg.URL); err != nil {
+		return nil, err
+	}
+	// pgdriver panics on some malformed DSNs; a bad env var must stop the
+	// start with a message, never a stack trace.
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, errors.New("DATABASE_URL is malformed")
+		}
+	}()
+	connector := pgdriver.NewConnector(
+		pgdriver.WithDSN(NormalizeURL(cfg.URL)),
+		pgdriver.WithTimeout(5*time.Second),
+		pgdriver.WithDialTimeout(3*time.Second),
+		pgdriver.WithReadTimeout(10*time.Second),
+		pgdriver.WithWriteTimeout(5*time.Second),
+		pgdriver.WithApplicationName("soul"),
+	)
+	sqldb := sql.OpenDB(connector)
+	maxOpen := cfg.MaxOpenConns
+	if maxOpen <= 0 {
+		maxOpen = 20
+	}
+	sqldb.SetMaxOpenConns(maxOpen)
+	sqldb.SetMaxIdleConns(maxOpen)
+	sqldb.SetConnMaxIdleTime(5 * time.Minute)
+	sqldb.SetConnMaxLifetime(30 * time.Minute)
+	return bun.NewDB(sqldb, pgdialect.New()), nil
+}
+
+func openSQLite(path string) (*bun.DB, error) {
+	if path == "" {
+		path = filepath.Join("data", "soul.db")
+	}
+	if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("sqlite: create %s: %w", dir, err)
+		}
+	}
+	// Foreign keys give the same cascades as Postgres; WAL and a busy
+	// timeout let readers and the single writer share the file.
+	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	sqldb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	// SQLite has one writer; one connection avoids SQLITE_BUSY between our
+	// own goroutines.
+	sqldb.SetMaxOpenConns(1)
+	return bun.NewDB(sqldb, sqlitedialect.New()), nil
+}
+
+func waitReady(ctx context.Context, db *bun.DB, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var lastErr error
+	for {
+		pingCtx, pingCancel := context.WithTimeout(ctx, 3*time.Second)
+		lastErr = db.PingContext(pingCtx)
+		pingCancel()
+		if lastErr == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return lastErr
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// Ping checks the database answers within timeout.
+func Ping(ctx context.Context, db *bun.DB, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var one int
+	return db.NewRaw("SELECT 1").Scan(ctx, &one)
+}
