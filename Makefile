@@ -1,0 +1,32 @@
+# SOUL API. `make run` serves locally; `make test` runs every test on real
+# Postgres and Redis. See README.md.
+
+SHELL := /bin/bash
+BIN   := bin/caddy
+GO_SOURCES := $(shell find . -name '*.go' -not -path './bin/*' 2>/dev/null) go.mod go.sum xcaddy.json $(wildcard migrations/*/*.sql)
+
+.PHONY: build run test test-go fuzz bench lint clean
+
+## build: the binary from xcaddy.json (xcaddy, pinned), into bin/caddy
+build: $(BIN)
+
+$(BIN): $(GO_SOURCES)
+	scripts/build.sh $(BIN)
+
+## run: serve on http://localhost:8080 with SQLite, in-memory limits, DEV_MODE
+run: $(BIN)
+	DEV_MODE=$${DEV_MODE:-true} SQLITE_PATH=$${SQLITE_PATH:-data/soul.db} \
+		$(BIN) run --config Caddyfile --adapter caddyfile
+
+## test: start throwaway Postgres and Redis, run every test, stop them
+test: $(BIN)
+	SOUL_TEST_BINARY=$(CURDIR)/$(BIN) scripts/testenv.sh $(MAKE) --no-print-directory test-go
+
+# The Go tests proper; needs the services (make test provides them).
+test-go:
+	go vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	go test -race -count=1 -timeout 15m ./...
+
+clean:
+	rm -rf bin

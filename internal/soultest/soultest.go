@@ -1,0 +1,260 @@
+// Package soultest runs the real SOUL Caddy (the production Caddyfile, our
+// modules, Caddy's standard ones) inside a test process, on Postgres or the
+// embedded SQLite, so integration tests exercise exactly what ships.
+//
+// Caddy keeps one running config per process: tests that start a server
+// must not run in parallel with each other.
+package soultest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile" // the caddyfile adapter
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	_ "github.com/mholt/caddy-ratelimit"
+
+	_ "github.com/soulapp/soul/caddymodules/all"
+	"github.com/soulapp/soul/internal/problem"
+	"github.com/soulapp/soul/internal/testservices"
+)
+
+// Database selects the database of a test server.
+type Database string
+
+// The two databases the suite runs on.
+const (
+	SQLite   Database = "sqlite"
+	Postgres Database = "postgres"
+)
+
+// Databases lists both, for suites that run on each.
+var Databases = []Database{SQLite, Postgres}
+
+// Options configure a test server.
+type Options struct {
+	Database Database
+	// DatabaseURL overrides the fresh Postgres database (e.g. a private
+	// server the test stops).
+	DatabaseURL string
+	// Redis uses the shared test Redis; RedisURL overrides it.
+	Redis    bool
+	RedisURL string
+	// Env sets further environment variables (they win over the defaults).
+	Env map[string]string
+	// Caddyfile replaces the repository's Caddyfile.
+	Caddyfile string
+}
+
+// Server is a SOUL Caddy running in this process.
+type Server struct {
+	BaseURL     string
+	DatabaseURL string
+	SQLitePath  string
+	Client      *http.Client
+	t           testing.TB
+}
+
+// RepoRoot returns the repository's root directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Start loads the config and waits until /healthz answers. It stops Caddy
+// when the test ends.
+func Start(t testing.TB, o Options) *Server {
+	t.Helper()
+	httpPort, adminPort := FreePort(t), FreePort(t)
+	s := &Server{
+		BaseURL: "http://127.0.0.1:" + strconv.Itoa(httpPort),
+		Client:  &http.Client{Timeout: 15 * time.Second},
+		t:       t,
+	}
+	env := map[string]string{
+		"DEV_MODE":                 "true",
+		"SECRET_KEY":               RandomHex(32),
+		"SITE_ADDRESS":             "http://127.0.0.1:" + strconv.Itoa(httpPort),
+		"ADMIN_ADDRESS":            "127.0.0.1:" + strconv.Itoa(adminPort),
+		"LOG_LEVEL":                "WARN",
+		"DATABASE_URL":             "",
+		"REDIS_URL":                "",
+		"DATABASE_CONNECT_TIMEOUT": "10s",
+	}
+	switch {
+	case o.DatabaseURL != "":
+		env["DATABASE_URL"] = o.DatabaseURL
+	case o.Database == Postgres:
+		env["DATABASE_URL"] = testservices.NewDatabase(t)
+	default:
+		s.SQLitePath = filepath.Join(t.TempDir(), "soul.db")
+		env["SQLITE_PATH"] = s.SQLitePath
+	}
+	s.DatabaseURL = env["DATABASE_URL"]
+	switch {
+	case o.RedisURL != "":
+		env["REDIS_URL"] = o.RedisURL
+	case o.Redis:
+		env["REDIS_URL"] = testservices.RedisURL(t)
+	}
+	for k, v := range o.Env {
+		env[k] = v
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+
+	cfg := o.Caddyfile
+	if cfg == "" {
+		b, err := os.ReadFile(filepath.Join(RepoRoot(), "Caddyfile"))
+		if err != nil {
+			t.Fatalf("reading Caddyfile: %v", err)
+		}
+		cfg = string(b)
+	}
+	cfgJSON, err := Adapt(cfg)
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v", err)
+	}
+	if err := caddy.Load(cfgJSON, true); err != nil {
+		t.Fatalf("loading config: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := s.Client.Get(s.BaseURL + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not answer: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return s
+}
+
+// Adapt turns a Caddyfile into JSON config, failing on warnings too: a
+// warning in our Caddyfile is a mistake.
+func Adapt(caddyfile string) ([]byte, error) {
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	out, warnings, err := adapter.Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		return nil, err
+	}
+	if len(warnings) > 0 {
+		b, _ := json.Marshal(warnings)
+		return nil, &adaptWarnings{string(b)}
+	}
+	return out, nil
+}
+
+type adaptWarnings struct{ s string }
+
+func (w *adaptWarnings) Error() string { return "caddyfile warnings: " + w.s }
+
+// Response is a finished request.
+type Response struct {
+	*http.Response
+	Body []byte
+}
+
+// JSON decodes the body into v, failing the test on error.
+func (r *Response) JSON(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decoding %s body %q: %v", r.Request.URL.Path, r.Body, err)
+	}
+}
+
+// Problem decodes a problem+json body, failing the test when the answer is
+// not one.
+func (r *Response) Problem(t testing.TB) problem.Body {
+	t.Helper()
+	if ct := r.Header.Get("Content-Type"); ct != problem.ContentType {
+		t.Fatalf("%s %s: Content-Type %q, want %q (body %q)", r.Request.Method, r.Request.URL.Path, ct, problem.ContentType, r.Body)
+	}
+	var p problem.Body
+	r.JSON(t, &p)
+	if p.Status != r.StatusCode || p.Code == "" || p.Title != http.StatusText(r.StatusCode) || p.Type == "" {
+		t.Fatalf("malformed problem for status %d: %s", r.StatusCode, r.Body)
+	}
+	return p
+}
+
+// Do sends a request; body may be nil, a string, []byte or a value to
+// encode as JSON. headers are name/value pairs.
+func (s *Server) Do(method, path string, body any, headers ...string) *Response {
+	s.t.Helper()
+	var rd io.Reader
+	jsonBody := false
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(b)
+		jsonBody = true
+	case []byte:
+		rd = bytes.NewBuffer(b)
+		jsonBody = true
+	default:
+		enc, err := json.Marshal(b)
+		if err != nil {
+			s.t.Fatalf("encoding body: %v", err)
+		}
+		rd = bytes.NewBuffer(enc)
+		jsonBody = true
+	}
+	req, err := http.NewRequest(method, s.BaseURL+path, rd)
+	if err != nil {
+		s.t.Fatalf("building request: %v", err)
+	}
+	if jsonBody {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return &Response{Response: resp, Body: data}
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// RandomHex returns n random bytes as hex.
+func RandomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
