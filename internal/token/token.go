@@ -54,6 +54,10 @@ type Claims struct {
 	ID        string    // "jti", unique per token
 	IssuedAt  time.Time // "iat"
 	ExpiresAt time.Time // "exp"
+	// SessionID is the sign-in session the token was minted for ("sid"),
+	// so a verifier can refuse tokens of a revoked session before they
+	// expire. Empty for tokens issued without one.
+	SessionID string
 }
 
 // Issuer issues and verifies access tokens. It is safe for concurrent use.
@@ -111,11 +115,18 @@ func (iss *Issuer) AccessTTL() time.Duration { return iss.ttl }
 // accessClaims is the JSON payload of an access token.
 type accessClaims struct {
 	jwt.RegisteredClaims
-	Type string `json:"typ"`
+	Type      string `json:"typ"`
+	SessionID string `json:"sid,omitempty"`
 }
 
 // Issue mints an access token for userID.
 func (iss *Issuer) Issue(userID string) (string, Claims, error) {
+	return iss.IssueSession(userID, "")
+}
+
+// IssueSession mints an access token for userID that names the session
+// it belongs to in the "sid" claim.
+func (iss *Issuer) IssueSession(userID, sessionID string) (string, Claims, error) {
 	if userID == "" {
 		return "", Claims{}, errors.New("token: empty user id")
 	}
@@ -127,6 +138,7 @@ func (iss *Issuer) Issue(userID string) (string, Claims, error) {
 		ID:        uuid.NewString(),
 		IssuedAt:  now,
 		ExpiresAt: now.Add(iss.ttl),
+		SessionID: sessionID,
 	}
 	payload := accessClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -135,7 +147,8 @@ func (iss *Issuer) Issue(userID string) (string, Claims, error) {
 			IssuedAt:  jwt.NewNumericDate(c.IssuedAt),
 			ExpiresAt: jwt.NewNumericDate(c.ExpiresAt),
 		},
-		Type: accessType,
+		Type:      accessType,
+		SessionID: sessionID,
 	}
 	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, payload).SignedString(iss.key)
 	if err != nil {
@@ -183,6 +196,7 @@ func (iss *Issuer) Verify(token string) (Claims, error) {
 		ID:        payload.ID,
 		IssuedAt:  payload.IssuedAt.Time,
 		ExpiresAt: payload.ExpiresAt.Time,
+		SessionID: payload.SessionID,
 	}, nil
 }
 

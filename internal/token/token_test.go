@@ -421,3 +421,25 @@ func decodeJSON(t *testing.T, segment string, v any) {
 		t.Fatalf("decoding segment: %v", err)
 	}
 }
+
+func TestIssueSession(t *testing.T) {
+	iss, _ := newTestIssuer(t, Options{})
+	tok, claims, err := iss.IssueSession("user-1", "session-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := iss.Verify(tok)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if got.SessionID != "session-1" || got.ID != claims.ID || got.UserID != claims.UserID {
+		t.Fatalf("Verify = %+v, want %+v", got, claims)
+	}
+	tok, _, err = iss.Issue("user-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := iss.Verify(tok); err != nil || got.SessionID != "" {
+		t.Fatalf("Verify of a token without sid = %+v, %v", got, err)
+	}
+}
