@@ -93,6 +93,9 @@ func Start(t testing.TB, o Options) *Server {
 		"DATABASE_URL":             "",
 		"REDIS_URL":                "",
 		"DATABASE_CONNECT_TIMEOUT": "10s",
+		// Caddy's autosave and certificate storage stay out of $HOME.
+		"XDG_CONFIG_HOME": t.TempDir(),
+		"XDG_DATA_HOME":   t.TempDir(),
 	}
 	switch {
 	case o.DatabaseURL != "":
