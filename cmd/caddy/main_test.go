@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/internal/testservices"
+)
+
+// binary is the caddy under test: the one `make build` made
+// (SOUL_TEST_BINARY), or one built here from this package.
+var binary string
+
+func TestMain(m *testing.M) {
+	binary = os.Getenv("SOUL_TEST_BINARY")
+	if binary == "" {
+		dir, err := os.MkdirTemp("", "soul-bin-")
+		if err != nil {
+			panic(err)
+		}
+		binary = filepath.Join(dir, "caddy")
+		build := exec.Command("go", "build", "-o", binary, ".")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			panic("building caddy: " + err.Error())
+		}
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// baseEnv is a minimal environment: no variable of the developer's shell
+// leaks into the binary under test.
+func baseEnv(t *testing.T, extra ...string) []string {
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + t.TempDir(),
+		"XDG_CONFIG_HOME=" + t.TempDir(),
+		"XDG_DATA_HOME=" + t.TempDir(),
+		"ADMIN_ADDRESS=127.0.0.1:" + strconv.Itoa(soultest.FreePort(t)),
+		"SQLITE_PATH=" + filepath.Join(t.TempDir(), "soul.db"),
+	}
+	return append(env, extra...)
+}
+
+// run starts the binary and waits for it to exit (or kills it after 60 s).
+func run(t *testing.T, env []string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = soultest.RepoRoot()
+	cmd.Env = env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// A bad start stops with one line that names the problem: no panic, no
+// stack trace, and the process exits non-zero.
+func TestStartRefusals(t *testing.T) {
+	unknownSub := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(unknownSub, []byte("{\n\tsoul {\n\t\tsecret_sauce 1\n\t}\n}\n\n:0 {\n\trespond ok\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name   string
+		env    []string
+		config string
+		want   string
+	}{
+		{"malformed DATABASE_URL", []string{"DEV_MODE=true", "DATABASE_URL=postgres://user@:5432"}, "Caddyfile", "DATABASE_URL has no host"},
+		{"unreachable database", []string{"DEV_MODE=true", "DATABASE_URL=postgres://soul@127.0.0.1:1/soul?sslmode=disable", "DATABASE_CONNECT_TIMEOUT=1s"}, "Caddyfile", "unreachable"},
+		{"unknown subdirective", []string{"DEV_MODE=true"}, unknownSub, `unrecognized subdirective \"secret_sauce\"`},
+		{"short SECRET_KEY in production", []string{"DEV_MODE=false", "SECRET_KEY=short", "DATABASE_URL=postgres://soul@127.0.0.1:1/soul", "REDIS_URL=redis://127.0.0.1:1", "CORS_ORIGINS=https://soulapp.app", "TWILIO_ACCOUNT_SID=AC1", "TWILIO_AUTH_TOKEN=x", "TWILIO_VERIFY_SERVICE_SID=VA1"}, "Caddyfile", "SECRET_KEY must be at least 32 characters"},
+		{"production without anything", []string{"DEV_MODE=false"}, "Caddyfile", "DATABASE_URL is required"},
+		{"wildcard CORS in production", []string{"DEV_MODE=false", "CORS_ORIGINS=*"}, "Caddyfile", "CORS_ORIGINS may not hold a wildcard"},
+		{"bad DEV_MODE", []string{"DEV_MODE=perhaps"}, "Caddyfile", "DEV_MODE must be true or false"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := baseEnv(t, append(tc.env, "PORT="+strconv.Itoa(soultest.FreePort(t)))...)
+			_, stderr, err := run(t, env, "run", "--config", tc.config, "--adapter", "caddyfile")
+			if err == nil {
+				t.Fatalf("started; stderr:\n%s", stderr)
+			}
+			if strings.Contains(stderr, "panic") || strings.Contains(stderr, "goroutine ") {
+				t.Fatalf("panicked:\n%s", stderr)
+			}
+			var errLines []string
+			for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+				// Caddy reports a failed start as one error-level log line
+				// (or, for some commands, one "Error:" line).
+				if strings.HasPrefix(line, "Error: ") || strings.Contains(line, `"level":"error"`) {
+					errLines = append(errLines, line)
+				}
+			}
+			if len(errLines) != 1 || !strings.Contains(errLines[0], tc.want) {
+				t.Fatalf("want one error line naming %q, got %q\nstderr:\n%s", tc.want, errLines, stderr)
+			}
+			if strings.Contains(stderr, "SECRET_KEY=short") || strings.Contains(stderr, "secret_key\":\"short") {
+				t.Fatalf("secret echoed:\n%s", stderr)
+			}
+		})
+	}
+}
+
+// What `make run` does: DEV_MODE, SQLite, in-memory limits, nothing else.
+func TestRunsLikeMakeRun(t *testing.T) {
+	port := soultest.FreePort(t)
+	env := baseEnv(t, "DEV_MODE=true", "PORT="+strconv.Itoa(port))
+	cmd := exec.Command(binary, "run", "--config", "Caddyfile", "--adapter", "caddyfile")
+	cmd.Dir = soultest.RepoRoot()
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/healthz"
+	var body map[string]any
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && err == nil {
+				break
+			}
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("no 200 from /healthz: %v\n%s", err, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("first 200 from /healthz after %v", time.Since(start).Round(time.Millisecond))
+	if body["status"] != "ok" || body["db"] != true || body["redis"] != false {
+		t.Fatalf("health = %v", body)
+	}
+	if !strings.Contains(stderr.String(), `"rate_limit_storage":"memory (per instance)"`) {
+		t.Errorf("startup log does not name the limit storage:\n%s", stderr.String())
+	}
+
+	// The container health check is the binary itself.
+	out, errOut, err := run(t, env, "soul", "healthcheck")
+	if err != nil || !strings.Contains(out, `"status":"ok"`) {
+		t.Fatalf("soul healthcheck: %v\n%s%s", err, out, errOut)
+	}
+}
+
+func TestHealthcheckFailsWhenNothingListens(t *testing.T) {
+	env := baseEnv(t, "PORT="+strconv.Itoa(soultest.FreePort(t)))
+	if _, _, err := run(t, env, "soul", "healthcheck", "--timeout", "1s"); err == nil {
+		t.Fatal("healthcheck succeeded with no server")
+	}
+}
+
+func TestMigrateCommand(t *testing.T) {
+	for _, db := range soultest.Databases {
+		t.Run(string(db), func(t *testing.T) {
+			var env []string
+			if db == soultest.Postgres {
+				env = baseEnv(t, "DATABASE_URL="+testservices.NewDatabase(t))
+			} else {
+				env = baseEnv(t)
+			}
+			steps := []struct{ args, want string }{
+				{"status", "pending"},
+				{"up", "applied 20261123000001"},
+				{"up", "nothing to do"},
+				{"status", "applied (group 1)"},
+				{"down", "rolled back 20261123000001"},
+				{"status", "pending"},
+				{"up", "applied 20261123000001"},
+			}
+			for _, st := range steps {
+				out, errOut, err := run(t, env, "soul", "migrate", st.args)
+				if err != nil || !strings.Contains(out, st.want) {
+					t.Fatalf("migrate %s: %v\nstdout: %s\nstderr: %s\nwant %q", st.args, err, out, errOut, st.want)
+				}
+			}
+			if _, _, err := run(t, env, "soul", "migrate", "sideways"); err == nil {
+				t.Error("migrate sideways succeeded")
+			}
+		})
+	}
+}
