@@ -4,6 +4,7 @@ package all
 
 import (
 	_ "github.com/soulapp/soul/caddymodules/soul"
+	_ "github.com/soulapp/soul/caddymodules/soulauth"
 	_ "github.com/soulapp/soul/caddymodules/soulcmd"
 	_ "github.com/soulapp/soul/caddymodules/soulhealth"
 	_ "github.com/soulapp/soul/caddymodules/soulproblem"
