@@ -26,7 +26,11 @@ test: $(BIN)
 test-go:
 	go vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
-	go test -race -count=1 -timeout 15m ./...
+	@tmp=$$(mktemp -d); \
+	  DEV_MODE=true SQLITE_PATH=$$tmp/validate.db XDG_CONFIG_HOME=$$tmp XDG_DATA_HOME=$$tmp \
+	  "$${SOUL_TEST_BINARY:-$(BIN)}" validate --config Caddyfile --adapter caddyfile 2>$$tmp/log \
+	  && echo "caddy validate: Caddyfile OK" || { cat $$tmp/log; rm -rf $$tmp; exit 1; }; rm -rf $$tmp
+	go test -race -count=1 -timeout 20m ./...
 
 clean:
 	rm -rf bin
