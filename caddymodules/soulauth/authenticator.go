@@ -1,0 +1,99 @@
+package soulauth
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+
+	"github.com/soulapp/soul/caddymodules/soul"
+	"github.com/soulapp/soul/internal/auth"
+	"github.com/soulapp/soul/internal/problem"
+	"github.com/soulapp/soul/internal/token"
+)
+
+// Realm is the protection space named in WWW-Authenticate.
+const Realm = "soul"
+
+// Authenticator checks the bearer access token of a request (RFC 6750).
+// It is shared by every handler that needs a signed-in user: get one with
+// NewAuthenticator in Provision.
+type Authenticator struct {
+	issuer *token.Issuer
+	db     *bun.DB
+	now    func() time.Time
+}
+
+// NewAuthenticator builds the Authenticator of the running config from the
+// `soul` app's settings and database.
+func NewAuthenticator(ctx caddy.Context) (*Authenticator, error) {
+	app, err := soul.FromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	iss, err := newIssuer(app.Settings())
+	if err != nil {
+		return nil, err
+	}
+	return &Authenticator{issuer: iss, db: app.DB(), now: time.Now}, nil
+}
+
+// Authenticate returns the user id of a request's valid access token. Its
+// error is a caddyhttp.HandlerError carrying a *problem.Error, for a
+// handler to return as is: 401 with
+// WWW-Authenticate (no credentials: the realm only; a bad, expired, revoked
+// or deleted user's token: error="invalid_token"), or 503 when the session
+// cannot be checked.
+//
+// Every call costs one primary-key lookup of the token's session, so that
+// logout and account deletion take effect at once rather than when the
+// access token expires.
+func (a *Authenticator) Authenticate(r *http.Request) (uuid.UUID, error) {
+	raw, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
+		e := problem.New(http.StatusUnauthorized, "unauthorized", "This resource needs an access token.")
+		e.Header = http.Header{"Www-Authenticate": {`Bearer realm="` + Realm + `"`}}
+		return uuid.Nil, caddyhttp.Error(e.Status, e)
+	}
+	claims, err := a.issuer.Verify(raw)
+	if err != nil {
+		return uuid.Nil, invalidToken()
+	}
+	userID, err1 := uuid.Parse(claims.UserID)
+	sessionID, err2 := uuid.Parse(claims.SessionID)
+	if err1 != nil || err2 != nil {
+		return uuid.Nil, invalidToken()
+	}
+	live, err := auth.SessionLive(r.Context(), a.db, userID, sessionID, a.now())
+	if err != nil {
+		e := problem.New(http.StatusServiceUnavailable, "service_unavailable", "The service is temporarily unavailable; retry later.")
+		e.RetryAfter = 5 * time.Second
+		return uuid.Nil, caddyhttp.Error(e.Status, errors.Join(e, err))
+	}
+	if !live {
+		return uuid.Nil, invalidToken()
+	}
+	return userID, nil
+}
+
+func invalidToken() error {
+	e := problem.New(http.StatusUnauthorized, "invalid_token", "The access token is invalid or has expired.")
+	e.Header = http.Header{"Www-Authenticate": {`Bearer realm="` + Realm + `", error="invalid_token"`}}
+	return caddyhttp.Error(e.Status, e)
+}
+
+// bearer extracts the token of an "Authorization: Bearer <token>" header;
+// the scheme is case-insensitive (RFC 9110).
+func bearer(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}

@@ -1,0 +1,526 @@
+// Package soulauth is the `soul_auth` handler: phone sign-in with one-time
+// codes, rotating refresh tokens, logout, and the signed-in user's account
+// at /api/me. It also exports the Authenticator that every handler needing
+// a signed-in user shares.
+package soulauth
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/soulapp/soul/caddymodules/soul"
+	"github.com/soulapp/soul/internal/auth"
+	"github.com/soulapp/soul/internal/jsonbody"
+	"github.com/soulapp/soul/internal/limiter"
+	"github.com/soulapp/soul/internal/limiterpool"
+	"github.com/soulapp/soul/internal/otp"
+	"github.com/soulapp/soul/internal/phone"
+	"github.com/soulapp/soul/internal/problem"
+	"github.com/soulapp/soul/internal/token"
+	"github.com/soulapp/soul/internal/twilio"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// The routes this handler answers.
+const (
+	PathOTPRequest = "/api/auth/otp/request"
+	PathVerifyOTP  = "/api/auth/verify-otp"
+	PathRefresh    = "/api/auth/refresh"
+	PathLogout     = "/api/auth/logout"
+	PathMe         = "/api/me"
+)
+
+// Handler answers the sign-in routes and /api/me; any other path under it
+// is 404. The code provider is Twilio Verify when the `soul` app has its
+// credentials, else local codes (DEV_MODE only).
+type Handler struct {
+	// How long one call to Twilio Verify may take before the answer is 502
+	// sms_provider_unavailable. Default 10s.
+	TwilioTimeout caddy.Duration `json:"twilio_timeout,omitempty"`
+	// Overrides of the sign-in rate limits, by rule name: otp_request,
+	// otp_send, otp_send_day, otp_verify, otp_attempts, refresh.
+	Limits map[string]Limit `json:"limits,omitempty"`
+
+	service *auth.Service
+	authn   *Authenticator
+	release func() error
+	logger  *zap.Logger
+}
+
+// Limit is one rate limit: at most Count hits in any span of Window.
+type Limit struct {
+	Count  int            `json:"count"`
+	Window caddy.Duration `json:"window"`
+}
+
+// limits applies the configured overrides to the defaults.
+func (h *Handler) limits() (auth.Limits, error) {
+	l := auth.DefaultLimits()
+	rules := map[string]*limiter.Rule{}
+	for _, r := range []*limiter.Rule{&l.RequestPerIP, &l.SendPerPhone, &l.SendPerDay, &l.VerifyPerIP, &l.AttemptsPerCode, &l.RefreshPerIP} {
+		rules[r.Name] = r
+	}
+	for name, o := range h.Limits {
+		r, ok := rules[name]
+		if !ok {
+			return l, fmt.Errorf("soul_auth: unknown limit %q", name)
+		}
+		if o.Count < 1 || o.Window <= 0 {
+			return l, fmt.Errorf("soul_auth: limit %s: want a count of 1 or more and a positive window", name)
+		}
+		r.Limit, r.Window = o.Count, time.Duration(o.Window)
+	}
+	return l, nil
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.soul_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision builds the sign-in service from the `soul` app.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	app, err := soul.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	s := app.Settings()
+	if h.TwilioTimeout <= 0 {
+		h.TwilioTimeout = caddy.Duration(twilio.DefaultTimeout)
+	}
+
+	iss, err := newIssuer(s)
+	if err != nil {
+		return err
+	}
+	var provider auth.Provider
+	if s.Twilio.Configured() {
+		provider = &auth.TwilioProvider{Client: &twilio.Client{
+			BaseURL:    s.Twilio.BaseURL,
+			AccountSID: s.Twilio.AccountSID,
+			AuthToken:  s.Twilio.AuthToken,
+			ServiceSID: s.Twilio.ServiceSID,
+			HTTP:       &http.Client{Timeout: time.Duration(h.TwilioTimeout)},
+		}}
+	} else {
+		if !s.DevMode {
+			return errors.New("soul_auth: local OTP codes need DEV_MODE=true; configure Twilio Verify")
+		}
+		key, err := auth.DeriveKey(s.SecretKey, auth.LabelOTP)
+		if err != nil {
+			return err
+		}
+		provider, err = auth.NewLocalProvider(app.DB(), key, nil)
+		if err != nil {
+			return err
+		}
+	}
+
+	var until string
+	if !s.OTPTestNumbersUntil.IsZero() {
+		until = s.OTPTestNumbersUntil.Format(time.RFC3339)
+	}
+	// Test numbers are often fictional ranges, so they are read loosely;
+	// only a listed number is ever accepted that way.
+	tests, err := otp.ParseTestNumbers(s.OTPTestNumbers, until, phone.NormalizeLoose)
+	if err != nil {
+		return err
+	}
+
+	sealKeys := [][]byte{}
+	for _, secret := range [][]byte{s.SecretKey, s.SecretKeyPrevious} {
+		if len(secret) == 0 {
+			continue
+		}
+		k, err := auth.DeriveKey(secret, auth.LabelRefreshSeal)
+		if err != nil {
+			return err
+		}
+		sealKeys = append(sealKeys, k)
+	}
+
+	limits, err := h.limits()
+	if err != nil {
+		return err
+	}
+	lim, release, err := limiterpool.Acquire(app, h.logger)
+	if err != nil {
+		return err
+	}
+	h.release = release
+	h.service, err = auth.NewService(auth.Config{
+		DB:          app.DB(),
+		Issuer:      iss,
+		Provider:    provider,
+		Limiter:     lim,
+		Limits:      limits,
+		TestNumbers: tests,
+		RefreshTTL:  s.RefreshTokenTTL,
+		SealKeys:    sealKeys,
+		Preview:     s.DevMode,
+	})
+	if err != nil {
+		return err
+	}
+	h.authn = &Authenticator{issuer: iss, db: app.DB(), now: time.Now}
+	h.logger.Info("sign-in ready",
+		zap.String("otp_provider", provider.Name()),
+		zap.Int("otp_test_numbers", tests.Len()),
+		zap.String("rate_limit_storage", lim.Storage()))
+	return nil
+}
+
+// Cleanup lets go of the shared limiter.
+func (h *Handler) Cleanup() error {
+	if h.release != nil {
+		err := h.release()
+		h.release = nil
+		return err
+	}
+	return nil
+}
+
+func newIssuer(s soul.Settings) (*token.Issuer, error) {
+	return token.NewIssuer(token.Options{
+		Key:         s.SecretKey,
+		PreviousKey: s.SecretKeyPrevious,
+		AccessTTL:   s.AccessTokenTTL,
+	})
+}
+
+// ServeHTTP routes by path and method.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	switch r.URL.Path {
+	case PathOTPRequest:
+		return onlyPost(w, r, h.otpRequest)
+	case PathVerifyOTP:
+		return onlyPost(w, r, h.verifyOTP)
+	case PathRefresh:
+		return onlyPost(w, r, h.refresh)
+	case PathLogout:
+		return onlyPost(w, r, h.logout)
+	case PathMe:
+		switch r.Method {
+		case http.MethodGet:
+			return h.me(w, r)
+		case http.MethodDelete:
+			return h.deleteMe(w, r)
+		}
+		return methodNotAllowed(http.MethodGet, http.MethodDelete)
+	}
+	return caddyhttp.Error(http.StatusNotFound, problem.From(nil, http.StatusNotFound))
+}
+
+func onlyPost(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request) error) error {
+	if r.Method != http.MethodPost {
+		return methodNotAllowed(http.MethodPost)
+	}
+	return next(w, r)
+}
+
+func methodNotAllowed(allow ...string) error {
+	e := problem.From(nil, http.StatusMethodNotAllowed)
+	e.Allow = allow
+	return caddyhttp.Error(http.StatusMethodNotAllowed, e)
+}
+
+// OTPRequest is the body of POST /api/auth/otp/request.
+type OTPRequest struct {
+	Phone string `json:"phone"`
+}
+
+// VerifyOTPRequest is the body of POST /api/auth/verify-otp.
+type VerifyOTPRequest struct {
+	Phone string `json:"phone"`
+	Code  string `json:"code"`
+}
+
+// RefreshRequest is the body of POST /api/auth/refresh and /logout.
+type RefreshRequest struct {
+	RefreshToken string `json:"refresh_token"`
+}
+
+// OTPSent answers a code request.
+type OTPSent struct {
+	Status      string `json:"status"`
+	ExpiresIn   int    `json:"expires_in"`
+	PreviewCode string `json:"preview_code,omitempty"`
+}
+
+// TokenPair answers a sign-in or refresh.
+type TokenPair struct {
+	AccessToken  string    `json:"access_token"`
+	RefreshToken string    `json:"refresh_token"`
+	TokenType    string    `json:"token_type"`
+	ExpiresIn    int       `json:"expires_in"`
+	User         auth.User `json:"user"`
+}
+
+// DecodeOTPRequest reads and checks an OTP request body.
+func DecodeOTPRequest(r *http.Request) (OTPRequest, error) {
+	var req OTPRequest
+	if err := jsonbody.Decode(r, &req); err != nil {
+		return req, err
+	}
+	if req.Phone == "" {
+		return req, problem.Validation(problem.FieldError{Field: "phone", Message: "is required"})
+	}
+	return req, nil
+}
+
+// DecodeVerifyOTPRequest reads and checks a verify-otp body.
+func DecodeVerifyOTPRequest(r *http.Request) (VerifyOTPRequest, error) {
+	var req VerifyOTPRequest
+	if err := jsonbody.Decode(r, &req); err != nil {
+		return req, err
+	}
+	var fields []problem.FieldError
+	if req.Phone == "" {
+		fields = append(fields, problem.FieldError{Field: "phone", Message: "is required"})
+	}
+	switch {
+	case req.Code == "":
+		fields = append(fields, problem.FieldError{Field: "code", Message: "is required"})
+	case !otp.WellFormedCode(req.Code):
+		fields = append(fields, problem.FieldError{Field: "code", Message: fmt.Sprintf("must be %d digits", otp.CodeLength)})
+	}
+	if len(fields) > 0 {
+		return req, problem.Validation(fields...)
+	}
+	return req, nil
+}
+
+// DecodeRefreshRequest reads and checks a refresh or logout body.
+func DecodeRefreshRequest(r *http.Request) (RefreshRequest, error) {
+	var req RefreshRequest
+	if err := jsonbody.Decode(r, &req); err != nil {
+		return req, err
+	}
+	if req.RefreshToken == "" {
+		return req, problem.Validation(problem.FieldError{Field: "refresh_token", Message: "is required"})
+	}
+	return req, nil
+}
+
+func (h *Handler) otpRequest(w http.ResponseWriter, r *http.Request) error {
+	req, err := DecodeOTPRequest(r)
+	if err != nil {
+		return h.fail(err)
+	}
+	e164, err := h.service.NormalizePhone(req.Phone)
+	if err != nil {
+		return h.fail(err)
+	}
+	sent, err := h.service.RequestCode(r.Context(), clientIP(r), e164)
+	if err != nil {
+		return h.fail(err)
+	}
+	if h.logger.Core().Enabled(zap.InfoLevel) {
+		h.logger.Info("sign-in code sent", zap.String("phone", phone.Mask(e164)),
+			zap.String("provider", h.service.Provider().Name()))
+	}
+	return writeJSON(w, http.StatusOK, OTPSent{
+		Status:      "ok",
+		ExpiresIn:   int(sent.ExpiresIn / time.Second),
+		PreviewCode: sent.Preview,
+	})
+}
+
+func (h *Handler) verifyOTP(w http.ResponseWriter, r *http.Request) error {
+	req, err := DecodeVerifyOTPRequest(r)
+	if err != nil {
+		return h.fail(err)
+	}
+	e164, err := h.service.NormalizePhone(req.Phone)
+	if err != nil {
+		return h.fail(err)
+	}
+	g, err := h.service.VerifyCode(r.Context(), clientIP(r), e164, req.Code)
+	if err != nil {
+		if h.logger.Core().Enabled(zap.InfoLevel) {
+			h.logger.Info("sign-in refused", zap.String("phone", phone.Mask(e164)), zap.String("reason", reason(err)))
+		}
+		return h.fail(err)
+	}
+	if h.logger.Core().Enabled(zap.InfoLevel) {
+		h.logger.Info("signed in", zap.String("user_id", g.User.ID.String()),
+			zap.String("session_id", g.SessionID.String()), zap.Bool("new_user", g.NewUser))
+	}
+	return writeGrant(w, g)
+}
+
+func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
+	req, err := DecodeRefreshRequest(r)
+	if err != nil {
+		return h.fail(err)
+	}
+	g, err := h.service.Refresh(r.Context(), clientIP(r), req.RefreshToken)
+	if err != nil {
+		if errors.Is(err, auth.ErrRefreshReused) {
+			h.logger.Warn("refresh token reused: session revoked")
+		}
+		return h.fail(err)
+	}
+	return writeGrant(w, g)
+}
+
+// logout answers 204 whether or not the token named a live session: the
+// client's goal (that token no longer works) holds either way, a retry is
+// harmless, and the answer tells nothing about which tokens exist.
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
+	req, err := DecodeRefreshRequest(r)
+	if err != nil {
+		return h.fail(err)
+	}
+	if _, err := h.service.Logout(r.Context(), req.RefreshToken); err != nil {
+		return h.fail(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
+	id, err := h.authn.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	u, err := h.service.User(r.Context(), id)
+	if err != nil {
+		return h.fail(err)
+	}
+	return writeJSON(w, http.StatusOK, u)
+}
+
+func (h *Handler) deleteMe(w http.ResponseWriter, r *http.Request) error {
+	id, err := h.authn.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	switch err := h.service.DeleteUser(r.Context(), id); {
+	case errors.Is(err, auth.ErrLimitsKept):
+		// The account is gone; entries Redis could not drop expire with
+		// their windows and hold no phone number in clear.
+		h.logger.Warn("account deleted; some rate-limit entries remain until they expire", zap.Error(err))
+	case err != nil && !errors.Is(err, auth.ErrNotFound):
+		return h.fail(err)
+	}
+	h.logger.Info("account deleted", zap.String("user_id", id.String()))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// fail turns the service's outcomes into API problems.
+func (h *Handler) fail(err error) error {
+	var pe *problem.Error
+	if errors.As(err, &pe) {
+		return caddyhttp.Error(pe.Status, pe)
+	}
+	var e *problem.Error
+	switch {
+	case errors.Is(err, auth.ErrInvalidPhone):
+		e = problem.New(http.StatusUnprocessableEntity, "invalid_phone",
+			"The phone number is not valid; give it with its country code, such as +44 7400 123456.")
+	case errors.Is(err, auth.ErrTooManyAttempts):
+		e = problem.New(http.StatusTooManyRequests, "too_many_attempts", "Too many tries for this code; request a new one.")
+	case errors.Is(err, auth.ErrRateLimited):
+		e = problem.New(http.StatusTooManyRequests, "rate_limited", "Too many requests; retry later.")
+	case errors.Is(err, auth.ErrInvalidCode):
+		e = problem.New(http.StatusUnauthorized, "invalid_code", "The code is not right.")
+	case errors.Is(err, auth.ErrCodeExpired):
+		e = problem.New(http.StatusUnauthorized, "code_expired", "The code has expired or was already used; request a new one.")
+	case errors.Is(err, auth.ErrInvalidRefreshToken):
+		e = problem.New(http.StatusUnauthorized, "invalid_refresh_token", "The refresh token is invalid, expired or revoked; sign in again.")
+	case errors.Is(err, auth.ErrProviderUnavailable):
+		h.logger.Error("SMS provider unavailable", zap.Error(err))
+		e = problem.New(http.StatusBadGateway, "sms_provider_unavailable", "The SMS provider is unavailable; retry later.")
+	case errors.Is(err, auth.ErrNotFound):
+		e = problem.From(nil, http.StatusNotFound)
+	default:
+		h.logger.Error("sign-in failed", zap.Error(err))
+		e = problem.From(nil, http.StatusInternalServerError)
+	}
+	var re *auth.RetryError
+	if errors.As(err, &re) && re.RetryAfter > 0 {
+		e.RetryAfter = re.RetryAfter
+	}
+	return caddyhttp.Error(e.Status, e)
+}
+
+// reason names an outcome for logs.
+func reason(err error) string {
+	for _, c := range []struct {
+		err  error
+		name string
+	}{
+		{auth.ErrInvalidCode, "invalid_code"},
+		{auth.ErrCodeExpired, "code_expired"},
+		{auth.ErrTooManyAttempts, "too_many_attempts"},
+		{auth.ErrRateLimited, "rate_limited"},
+		{auth.ErrProviderUnavailable, "sms_provider_unavailable"},
+		{auth.ErrInvalidPhone, "invalid_phone"},
+	} {
+		if errors.Is(err, c.err) {
+			return c.name
+		}
+	}
+	return "error"
+}
+
+func writeGrant(w http.ResponseWriter, g auth.Grant) error {
+	return writeJSON(w, http.StatusOK, TokenPair{
+		AccessToken:  g.AccessToken,
+		RefreshToken: g.RefreshToken,
+		TokenType:    "bearer",
+		ExpiresIn:    int(g.ExpiresIn / time.Second),
+		User:         g.User,
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	return nil
+}
+
+// clientIP is Caddy's client IP: the peer, or the X-Forwarded-For entry
+// that trusted_proxies vouch for, never a stranger's header.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

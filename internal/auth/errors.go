@@ -1,0 +1,40 @@
+package auth
+
+import (
+	"errors"
+	"time"
+)
+
+// The outcomes of sign-in that the API tells clients apart. None of them
+// carries a phone number, code or token.
+var (
+	ErrInvalidPhone        = errors.New("auth: invalid phone number")
+	ErrInvalidCode         = errors.New("auth: wrong code")
+	ErrCodeExpired         = errors.New("auth: code expired or never sent")
+	ErrTooManyAttempts     = errors.New("auth: too many attempts")
+	ErrRateLimited         = errors.New("auth: rate limited")
+	ErrProviderUnavailable = errors.New("auth: SMS provider unavailable")
+	ErrInvalidRefreshToken = errors.New("auth: refresh token invalid, expired or revoked")
+	// ErrRefreshReused is an ErrInvalidRefreshToken that revoked its session.
+	ErrRefreshReused = errors.New("auth: refresh token reused; session revoked")
+	ErrNotFound      = errors.New("auth: not found")
+	ErrLimitsKept    = errors.New("auth: account deleted but rate-limit entries kept")
+)
+
+// RetryError is ErrRateLimited or ErrTooManyAttempts with the time after
+// which trying again can succeed.
+type RetryError struct {
+	Err        error
+	RetryAfter time.Duration
+}
+
+func (e *RetryError) Error() string { return e.Err.Error() }
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// reused wraps both reuse sentinels so errors.Is matches either.
+type reusedError struct{}
+
+func (reusedError) Error() string { return ErrRefreshReused.Error() }
+func (reusedError) Is(target error) bool {
+	return target == ErrRefreshReused || target == ErrInvalidRefreshToken
+}

@@ -1,0 +1,490 @@
+// Package auth is phone sign-in: one-time codes through a Provider, the
+// accounts and sessions they open, and rotating refresh tokens. It owns the
+// users, sessions and otp_challenges tables. HTTP stays out of it.
+package auth
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+
+	"github.com/soulapp/soul/internal/limiter"
+	"github.com/soulapp/soul/internal/otp"
+	"github.com/soulapp/soul/internal/phone"
+	"github.com/soulapp/soul/internal/token"
+)
+
+// RefreshGrace is how long after a rotation the parent token still gets the
+// current pair, for a phone retrying a refresh whose answer it lost.
+const RefreshGrace = 10 * time.Second
+
+// Limits are the sign-in rate limits.
+type Limits struct {
+	RequestPerIP    limiter.Rule // codes asked for, per client IP
+	SendPerPhone    limiter.Rule // cooldown between two sends to one phone
+	SendPerDay      limiter.Rule // sends to one phone per day
+	VerifyPerIP     limiter.Rule // codes tried, per client IP
+	AttemptsPerCode limiter.Rule // tries per phone before its code is burned
+	RefreshPerIP    limiter.Rule // refreshes per client IP
+}
+
+// DefaultLimits are the policies of DESIGN.md.
+func DefaultLimits() Limits {
+	return Limits{
+		RequestPerIP:    limiter.Rule{Name: "otp_request", Limit: 5, Window: 5 * time.Minute},
+		SendPerPhone:    limiter.Rule{Name: "otp_send", Limit: 1, Window: otp.SendCooldown},
+		SendPerDay:      limiter.Rule{Name: "otp_send_day", Limit: otp.SendsPerDay, Window: 24 * time.Hour},
+		VerifyPerIP:     limiter.Rule{Name: "otp_verify", Limit: 10, Window: 5 * time.Minute},
+		AttemptsPerCode: limiter.Rule{Name: "otp_attempts", Limit: otp.MaxAttempts, Window: otp.CodeTTL},
+		RefreshPerIP:    limiter.Rule{Name: "refresh", Limit: 10, Window: time.Minute},
+	}
+}
+
+// phoneRules are the rules keyed on a phone number, for Forget.
+func (l Limits) phoneRules() []limiter.Rule {
+	return []limiter.Rule{l.SendPerPhone, l.SendPerDay, l.AttemptsPerCode}
+}
+
+// Config assembles a Service.
+type Config struct {
+	DB       *bun.DB
+	Issuer   *token.Issuer
+	Provider Provider
+	Limiter  *limiter.Limiter
+	Limits   Limits
+	// TestNumbers sign in with fixed codes and skip the provider.
+	TestNumbers otp.TestNumbers
+	// RefreshTTL is the lifetime of a refresh token; each rotation starts
+	// it again.
+	RefreshTTL time.Duration
+	// SealKeys seal the current refresh token for the grace window:
+	// derived from SECRET_KEY (then SECRET_KEY_PREVIOUS) with
+	// LabelRefreshSeal.
+	SealKeys [][]byte
+	// Preview puts local codes in the answer (DEV_MODE).
+	Preview bool
+	Now     func() time.Time
+}
+
+// Service signs users in and out.
+type Service struct {
+	db       *bun.DB
+	issuer   *token.Issuer
+	provider Provider
+	limiter  *limiter.Limiter
+	limits   Limits
+	tests    otp.TestNumbers
+	ttl      time.Duration
+	sealer   *sealer
+	preview  bool
+	now      func() time.Time
+}
+
+// NewService checks cfg and returns a Service.
+func NewService(cfg Config) (*Service, error) {
+	if cfg.DB == nil || cfg.Issuer == nil || cfg.Provider == nil || cfg.Limiter == nil {
+		return nil, errors.New("auth: DB, Issuer, Provider and Limiter are required")
+	}
+	s, err := newSealer(cfg.SealKeys...)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Limits == (Limits{}) {
+		cfg.Limits = DefaultLimits()
+	}
+	if cfg.RefreshTTL <= 0 {
+		cfg.RefreshTTL = 30 * 24 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{
+		db: cfg.DB, issuer: cfg.Issuer, provider: cfg.Provider, limiter: cfg.Limiter,
+		limits: cfg.Limits, tests: cfg.TestNumbers, ttl: cfg.RefreshTTL, sealer: s,
+		preview: cfg.Preview, now: cfg.Now,
+	}, nil
+}
+
+// Provider returns the code provider in use.
+func (s *Service) Provider() Provider { return s.provider }
+
+// NormalizePhone returns the E.164 key of raw: a valid number, or one of
+// the listed test numbers while they are honoured.
+func (s *Service) NormalizePhone(raw string) (string, error) {
+	if e164, err := phone.Normalize(raw); err == nil {
+		return e164, nil
+	}
+	if s.tests.Len() > 0 {
+		if e164, err := phone.NormalizeLoose(raw); err == nil {
+			if _, ok := s.tests.Lookup(e164, s.now()); ok {
+				return e164, nil
+			}
+		}
+	}
+	return "", ErrInvalidPhone
+}
+
+// CodeSent is the answer to a code request.
+type CodeSent struct {
+	ExpiresIn time.Duration
+	// Preview is the code itself, only from the local provider in DEV_MODE.
+	Preview string
+}
+
+// RequestCode sends a code to phoneE164 (see NormalizePhone) for a client
+// at clientIP. The answer does not depend on whether the phone has an
+// account.
+func (s *Service) RequestCode(ctx context.Context, clientIP, phoneE164 string) (CodeSent, error) {
+	if err := s.allow(ctx, ErrRateLimited,
+		limiter.Check{Rule: s.limits.RequestPerIP, Key: clientIP},
+		limiter.Check{Rule: s.limits.SendPerPhone, Key: phoneE164},
+		limiter.Check{Rule: s.limits.SendPerDay, Key: phoneE164},
+	); err != nil {
+		return CodeSent{}, err
+	}
+	sent := CodeSent{ExpiresIn: otp.CodeTTL}
+	if _, ok := s.tests.Lookup(phoneE164, s.now()); !ok {
+		preview, err := s.provider.Send(ctx, phoneE164)
+		if err != nil {
+			return CodeSent{}, err
+		}
+		if s.preview {
+			sent.Preview = preview
+		}
+	}
+	// A new code comes with a fresh set of tries.
+	if err := s.limiter.Reset(ctx, s.limits.AttemptsPerCode, phoneE164); err != nil {
+		return CodeSent{}, err
+	}
+	return sent, nil
+}
+
+// Grant is what a successful sign-in or refresh hands the client.
+type Grant struct {
+	AccessToken  string
+	RefreshToken string
+	ExpiresIn    time.Duration
+	User         User
+	SessionID    uuid.UUID
+	// NewUser is true when this sign-in created the account.
+	NewUser bool
+}
+
+// VerifyCode checks code for phoneE164 and, when right, signs the user in,
+// creating the account on first sign-in.
+func (s *Service) VerifyCode(ctx context.Context, clientIP, phoneE164, code string) (Grant, error) {
+	res, err := s.limiter.AllowAll(ctx,
+		limiter.Check{Rule: s.limits.VerifyPerIP, Key: clientIP},
+		limiter.Check{Rule: s.limits.AttemptsPerCode, Key: phoneE164},
+	)
+	if err != nil {
+		return Grant{}, err
+	}
+	if !res.Allowed {
+		if !res.Decisions[1].Allowed {
+			return Grant{}, &RetryError{Err: ErrTooManyAttempts, RetryAfter: res.Decisions[1].RetryAfter}
+		}
+		return Grant{}, &RetryError{Err: ErrRateLimited, RetryAfter: res.RetryAfter}
+	}
+	if !otp.WellFormedCode(code) {
+		return Grant{}, ErrInvalidCode
+	}
+
+	var txCheck TxChecker
+	if _, ok := s.tests.Lookup(phoneE164, s.now()); ok {
+		if !s.tests.Match(phoneE164, code, s.now()) {
+			return Grant{}, ErrInvalidCode
+		}
+	} else if tc, ok := s.provider.(TxChecker); ok {
+		txCheck = tc
+	} else if err := s.provider.Check(ctx, phoneE164, code); err != nil {
+		// Outside any transaction: a provider on the network must not hold
+		// a database connection while it answers.
+		return Grant{}, err
+	}
+
+	var (
+		g        Grant
+		checkErr error
+	)
+	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if txCheck != nil {
+			checkErr = txCheck.CheckTx(ctx, tx, phoneE164, code)
+			if checkErr != nil {
+				if isCheckOutcome(checkErr) {
+					return nil // commit the counted try or the burn
+				}
+				return checkErr
+			}
+		}
+		var err error
+		g, err = s.signIn(ctx, tx, phoneE164)
+		return err
+	})
+	if err != nil {
+		return Grant{}, err
+	}
+	if checkErr != nil {
+		return Grant{}, checkErr
+	}
+	// The code is spent; its tries need not be remembered.
+	_ = s.limiter.Reset(ctx, s.limits.AttemptsPerCode, phoneE164)
+	return s.finish(g)
+}
+
+// signIn finds or creates the user of phoneE164 and opens a session.
+func (s *Service) signIn(ctx context.Context, tx bun.Tx, phoneE164 string) (Grant, error) {
+	now := dbTime(s.now())
+	user := User{ID: uuid.New(), Phone: phoneE164, CreatedAt: now}
+	// ON CONFLICT DO NOTHING: two first sign-ins racing end with one account.
+	res, err := tx.NewInsert().Model(&user).On("CONFLICT (phone) DO NOTHING").Exec(ctx)
+	if err != nil {
+		return Grant{}, fmt.Errorf("auth: creating user: %w", err)
+	}
+	created, _ := res.RowsAffected()
+	if created == 0 {
+		if err := tx.NewSelect().Model(&user).Where("phone = ?", phoneE164).Scan(ctx); err != nil {
+			return Grant{}, fmt.Errorf("auth: reading user: %w", err)
+		}
+	}
+	plain, hash := token.NewRefreshToken()
+	sess := Session{
+		ID:         uuid.New(),
+		UserID:     user.ID,
+		TokenHash:  hash,
+		CreatedAt:  now,
+		LastUsedAt: now,
+		ExpiresAt:  now.Add(s.ttl),
+	}
+	if _, err := tx.NewInsert().Model(&sess).Exec(ctx); err != nil {
+		return Grant{}, fmt.Errorf("auth: creating session: %w", err)
+	}
+	return Grant{RefreshToken: plain, User: user, SessionID: sess.ID, NewUser: created == 1}, nil
+}
+
+// finish mints the access token of a grant.
+func (s *Service) finish(g Grant) (Grant, error) {
+	access, _, err := s.issuer.IssueSession(g.User.ID.String(), g.SessionID.String())
+	if err != nil {
+		return Grant{}, err
+	}
+	g.AccessToken = access
+	g.ExpiresIn = s.issuer.AccessTTL()
+	return g, nil
+}
+
+// errRotationRaced means another request rotated the token between our
+// read and our write; the retry then sees it as the parent.
+var errRotationRaced = errors.New("auth: rotation raced")
+
+// Refresh rotates a refresh token. The current token gets a new pair. The
+// parent of the current token, within RefreshGrace of the rotation, gets
+// the current pair again (a retry whose answer was lost). Any other use of
+// a rotated token revokes the whole session: one of the two holders is not
+// the user. Older ancestors are not remembered and only answer
+// ErrInvalidRefreshToken.
+func (s *Service) Refresh(ctx context.Context, clientIP, refresh string) (Grant, error) {
+	if err := s.allow(ctx, ErrRateLimited, limiter.Check{Rule: s.limits.RefreshPerIP, Key: clientIP}); err != nil {
+		return Grant{}, err
+	}
+	if !token.WellFormedRefreshToken(refresh) {
+		return Grant{}, ErrInvalidRefreshToken
+	}
+	hash := token.HashRefreshToken(refresh)
+	for range 2 {
+		g, err := s.refresh(ctx, hash)
+		if errors.Is(err, errRotationRaced) {
+			continue
+		}
+		if err != nil {
+			return Grant{}, err
+		}
+		return s.finish(g)
+	}
+	return Grant{}, ErrInvalidRefreshToken
+}
+
+func (s *Service) refresh(ctx context.Context, hash []byte) (Grant, error) {
+	var (
+		g      Grant
+		reused bool
+	)
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		now := dbTime(s.now())
+		var sess Session
+		err := tx.NewSelect().Model(&sess).Where("token_hash = ?", hash).Scan(ctx)
+		switch {
+		case err == nil:
+			if !sess.live(now) {
+				return ErrInvalidRefreshToken
+			}
+			plain, next := token.NewRefreshToken()
+			// The WHERE on the old hash makes the rotation a compare-and-swap:
+			// of two requests racing with one token, exactly one rotates.
+			res, err := tx.NewUpdate().Model((*Session)(nil)).
+				Set("token_hash = ?", next).
+				Set("parent_hash = ?", hash).
+				Set("rotated_at = ?", now).
+				Set("last_used_at = ?", now).
+				Set("expires_at = ?", now.Add(s.ttl)).
+				Set("grace_token = ?", s.sealer.seal(sess.ID, next, plain)).
+				Where("id = ?", sess.ID).
+				Where("token_hash = ?", hash).
+				Exec(ctx)
+			if err != nil {
+				return fmt.Errorf("auth: rotating session: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n != 1 {
+				return errRotationRaced
+			}
+			g = Grant{RefreshToken: plain, SessionID: sess.ID}
+		case errors.Is(err, sql.ErrNoRows):
+			if err := tx.NewSelect().Model(&sess).Where("parent_hash = ?", hash).Scan(ctx); err != nil {
+				if errors.Is(err, sql.ErrNoRows) {
+					return ErrInvalidRefreshToken
+				}
+				return fmt.Errorf("auth: reading session: %w", err)
+			}
+			if !sess.live(now) {
+				return ErrInvalidRefreshToken
+			}
+			if sess.RotatedAt != nil && now.Sub(*sess.RotatedAt) <= RefreshGrace && sess.GraceToken != nil {
+				plain, err := s.sealer.open(sess.ID, sess.TokenHash, sess.GraceToken)
+				if err == nil && token.EqualRefreshHash(token.HashRefreshToken(plain), sess.TokenHash) {
+					g = Grant{RefreshToken: plain, SessionID: sess.ID}
+					break
+				}
+			}
+			if err := revoke(ctx, tx, sess.ID, now); err != nil {
+				return err
+			}
+			reused = true
+			return nil
+		default:
+			return fmt.Errorf("auth: reading session: %w", err)
+		}
+		if err := tx.NewSelect().Model(&g.User).Where("id = ?", sess.UserID).Scan(ctx); err != nil {
+			return fmt.Errorf("auth: reading user: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Grant{}, err
+	}
+	if reused {
+		return Grant{}, reusedError{}
+	}
+	return g, nil
+}
+
+func revoke(ctx context.Context, db bun.IDB, id uuid.UUID, now time.Time) error {
+	_, err := db.NewUpdate().Model((*Session)(nil)).
+		Set("revoked_at = ?", now).
+		Set("grace_token = NULL").
+		Where("id = ?", id).
+		Where("revoked_at IS NULL").
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("auth: revoking session: %w", err)
+	}
+	return nil
+}
+
+// Logout revokes the session of a refresh token, current or parent. It
+// reports whether a live session was revoked; an unknown or already revoked
+// token is not an error, so logging out twice is harmless.
+func (s *Service) Logout(ctx context.Context, refresh string) (bool, error) {
+	if !token.WellFormedRefreshToken(refresh) {
+		return false, nil
+	}
+	hash := token.HashRefreshToken(refresh)
+	now := dbTime(s.now())
+	res, err := s.db.NewUpdate().Model((*Session)(nil)).
+		Set("revoked_at = ?", now).
+		Set("grace_token = NULL").
+		Where("token_hash = ? OR parent_hash = ?", hash, hash).
+		Where("revoked_at IS NULL").
+		Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("auth: revoking session: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// User returns the account with id.
+func (s *Service) User(ctx context.Context, id uuid.UUID) (User, error) {
+	var u User
+	err := s.db.NewSelect().Model(&u).Where("id = ?", id).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, ErrNotFound
+	}
+	return u, err
+}
+
+// DeleteUser deletes the account with all it owns: moods, sessions and
+// idempotency records go by cascade, the phone's pending code here, and the
+// rate-limit entries of its phone and id last. It reports ErrNotFound when
+// there is no such account, and ErrLimitsKept when the account is deleted
+// but the limiter could not forget everything.
+func (s *Service) DeleteUser(ctx context.Context, id uuid.UUID) error {
+	var u User
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := tx.NewSelect().Model(&u).Where("id = ?", id).Scan(ctx); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			return err
+		}
+		if _, err := tx.NewDelete().Model((*Challenge)(nil)).Where("phone = ?", u.Phone).Exec(ctx); err != nil {
+			return err
+		}
+		_, err := tx.NewDelete().Model((*User)(nil)).Where("id = ?", id).Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := errors.Join(
+		s.limiter.Forget(ctx, u.Phone, s.limits.phoneRules()...),
+		s.limiter.Forget(ctx, id.String()),
+	); err != nil {
+		return fmt.Errorf("%w: %w", ErrLimitsKept, err)
+	}
+	return nil
+}
+
+// SessionLive reports whether the session of an access token is still open
+// for its user at now: one primary-key lookup. A deleted user's sessions
+// are gone with it, so their tokens fail here too.
+func SessionLive(ctx context.Context, db bun.IDB, userID, sessionID uuid.UUID, now time.Time) (bool, error) {
+	var sess Session
+	err := db.NewSelect().Model(&sess).
+		Column("user_id", "expires_at", "revoked_at").
+		Where("id = ?", sessionID).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return sess.UserID == userID && sess.live(now), nil
+}
+
+// allow counts one hit against every check, or answers a RetryError
+// wrapping refused.
+func (s *Service) allow(ctx context.Context, refused error, checks ...limiter.Check) error {
+	res, err := s.limiter.AllowAll(ctx, checks...)
+	if err != nil {
+		return err
+	}
+	if !res.Allowed {
+		return &RetryError{Err: refused, RetryAfter: res.RetryAfter}
+	}
+	return nil
+}

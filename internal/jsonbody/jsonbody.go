@@ -1,0 +1,81 @@
+// Package jsonbody decodes API request bodies: JSON only, one object, no
+// unknown fields, answered as the API's problems when it is not that.
+package jsonbody
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/soulapp/soul/internal/problem"
+)
+
+// Decode reads r's body into v. Its errors are *problem.Error: 415 for a
+// body that is not declared as JSON, 413 over the request_body limit, 400
+// invalid_json for anything unparseable, of the wrong type, with unknown
+// fields or with data after the value.
+func Decode(r *http.Request, v any) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return problem.New(http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"The request body must be JSON (Content-Type: application/json).")
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return problem.New(http.StatusRequestEntityTooLarge, "payload_too_large",
+				"The request body is larger than 64 KiB.")
+		}
+		return problem.New(http.StatusBadRequest, "invalid_json", "The request body could not be read.")
+	}
+	return DecodeBytes(body, v)
+}
+
+// DecodeBytes is Decode's parsing step, on a body already read.
+func DecodeBytes(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return invalid(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return problem.New(http.StatusBadRequest, "invalid_json", "The request body has data after the JSON value.")
+	}
+	return nil
+}
+
+// invalid explains a decoding error without quoting the body, which may
+// hold a phone number, code or token.
+func invalid(err error) *problem.Error {
+	detail := "The request body is not valid JSON."
+	var (
+		typeErr *json.UnmarshalTypeError
+		synErr  *json.SyntaxError
+	)
+	switch {
+	case errors.As(err, &typeErr):
+		if typeErr.Field != "" {
+			detail = "Field " + quote(typeErr.Field) + " has the wrong type."
+		} else {
+			detail = "The request body must be a JSON object."
+		}
+	case errors.As(err, &synErr), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+	default:
+		// encoding/json reports unknown fields only by this message; the
+		// name is the client's and is not repeated.
+		if strings.HasPrefix(err.Error(), "json: unknown field ") {
+			detail = "The request body has an unknown field."
+		}
+	}
+	return problem.New(http.StatusBadRequest, "invalid_json", detail)
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
