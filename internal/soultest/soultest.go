@@ -152,6 +152,19 @@ func Start(t testing.TB, o Options) *Server {
 	return s
 }
 
+// Reload adapts caddyfile (the environment of Start still applies) and
+// loads it in place of the running config, as `caddy reload` does.
+func (s *Server) Reload(caddyfile string) {
+	s.t.Helper()
+	cfgJSON, err := Adapt(caddyfile)
+	if err != nil {
+		s.t.Fatalf("adapting Caddyfile: %v", err)
+	}
+	if err := caddy.Load(cfgJSON, true); err != nil {
+		s.t.Fatalf("reloading config: %v", err)
+	}
+}
+
 // Adapt turns a Caddyfile into JSON config, failing on warnings too: a
 // warning in our Caddyfile is a mistake.
 func Adapt(caddyfile string) ([]byte, error) {
