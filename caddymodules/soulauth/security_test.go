@@ -1,0 +1,228 @@
+package soulauth_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+
+	"github.com/soulapp/soul/caddymodules/soulauth"
+	"github.com/soulapp/soul/internal/soultest"
+)
+
+func TestForgedAccessTokens(t *testing.T) {
+	secret := soultest.RandomHex(32)
+	forEachDatabase(t, soultest.Options{Env: map[string]string{"SECRET_KEY": secret}}, func(t *testing.T, s *soultest.Server) {
+		c := newClient(t, s)
+		pair := c.signIn(newPhone())
+		parts := strings.Split(pair.AccessToken, ".")
+		var claims map[string]any
+		raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		if err := json.Unmarshal(raw, &claims); err != nil {
+			t.Fatal(err)
+		}
+		if claims["sid"] == nil {
+			t.Fatal("access token carries no sid")
+		}
+		sign := func(key []byte, method jwt.SigningMethod, edit func(jwt.MapClaims)) string {
+			mc := jwt.MapClaims{}
+			for k, v := range claims {
+				mc[k] = v
+			}
+			edit(mc)
+			tok, err := jwt.NewWithClaims(method, mc).SignedString(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}
+		same := func(jwt.MapClaims) {}
+		b64 := func(v any) string {
+			b, _ := json.Marshal(v)
+			return base64.RawURLEncoding.EncodeToString(b)
+		}
+		// The control: built the same way with the right key, it passes.
+		wantStatus(t, c.withToken(http.MethodGet, soulauth.PathMe, sign([]byte(secret), jwt.SigningMethodHS256, same)), http.StatusOK)
+
+		tamperedClaims := map[string]any{}
+		for k, v := range claims {
+			tamperedClaims[k] = v
+		}
+		tamperedClaims["sub"] = uuid.NewString()
+		forged := map[string]string{
+			"alg none":    b64(map[string]string{"alg": "none", "typ": "JWT"}) + "." + parts[1] + ".",
+			"other key":   sign([]byte(soultest.RandomHex(32)), jwt.SigningMethodHS256, same),
+			"HS512":       sign([]byte(secret), jwt.SigningMethodHS512, same),
+			"tampered":    parts[0] + "." + b64(tamperedClaims) + "." + parts[2],
+			"expired":     sign([]byte(secret), jwt.SigningMethodHS256, func(m jwt.MapClaims) { m["iat"] = time.Now().Add(-time.Hour).Unix(); m["exp"] = time.Now().Add(-time.Minute).Unix() }),
+			"no sid":      sign([]byte(secret), jwt.SigningMethodHS256, func(m jwt.MapClaims) { delete(m, "sid") }),
+			"other sid":   sign([]byte(secret), jwt.SigningMethodHS256, func(m jwt.MapClaims) { m["sid"] = uuid.NewString() }),
+			"refresh":     pair.RefreshToken,
+			"garbage":     "not-a-token",
+			"truncated":   pair.AccessToken[:len(pair.AccessToken)-2],
+			"wrong typ":   sign([]byte(secret), jwt.SigningMethodHS256, func(m jwt.MapClaims) { m["typ"] = "refresh" }),
+			"other users": sign([]byte(secret), jwt.SigningMethodHS256, func(m jwt.MapClaims) { m["sub"] = uuid.NewString() }),
+		}
+		for name, tok := range forged {
+			t.Run(name, func(t *testing.T) {
+				resp := c.withToken(http.MethodGet, soulauth.PathMe, tok)
+				wantProblem(t, resp, http.StatusUnauthorized, "invalid_token")
+				if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer realm="soul", error="invalid_token"` {
+					t.Fatalf("WWW-Authenticate %q", got)
+				}
+			})
+		}
+		t.Run("missing", func(t *testing.T) {
+			for _, h := range []string{"", "Basic dXNlcjpwYXNz", "Bearer", "Bearer "} {
+				var resp *soultest.Response
+				if h == "" {
+					resp = c.do(http.MethodGet, soulauth.PathMe, nil)
+				} else {
+					resp = c.do(http.MethodGet, soulauth.PathMe, nil, "Authorization", h)
+				}
+				wantProblem(t, resp, http.StatusUnauthorized, "unauthorized")
+				if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer realm="soul"` {
+					t.Fatalf("WWW-Authenticate %q", got)
+				}
+			}
+		})
+	})
+}
+
+func TestRequestErrors(t *testing.T) {
+	forEachDatabase(t, soultest.Options{}, func(t *testing.T, s *soultest.Server) {
+		c := newClient(t, s)
+		for _, path := range []string{soulauth.PathOTPRequest, soulauth.PathVerifyOTP, soulauth.PathRefresh, soulauth.PathLogout} {
+			resp := c.do(http.MethodGet, path, nil)
+			wantProblem(t, resp, http.StatusMethodNotAllowed, "method_not_allowed")
+			if resp.Header.Get("Allow") != "POST" {
+				t.Fatalf("%s: Allow %q", path, resp.Header.Get("Allow"))
+			}
+			if resp.Header.Get("Cache-Control") != "no-store" {
+				t.Fatalf("%s: Cache-Control %q", path, resp.Header.Get("Cache-Control"))
+			}
+		}
+		resp := c.do(http.MethodPost, soulauth.PathMe, nil)
+		wantProblem(t, resp, http.StatusMethodNotAllowed, "method_not_allowed")
+		if resp.Header.Get("Allow") != "GET, DELETE" {
+			t.Fatalf("Allow %q", resp.Header.Get("Allow"))
+		}
+		wantProblem(t, c.post("/api/auth/nope", map[string]string{}), http.StatusNotFound, "not_found")
+		wantProblem(t, c.do(http.MethodGet, "/api/nope", nil), http.StatusNotFound, "not_found")
+
+		tests := []struct {
+			name, body, contentType string
+			status                  int
+			code                    string
+		}{
+			{"form body", "phone=%2B447400123456", "application/x-www-form-urlencoded", 415, "unsupported_media_type"},
+			{"no content type", `{"phone":"+447400123456"}`, "", 415, "unsupported_media_type"},
+			{"unparseable", `{"phone":`, "application/json", 400, "invalid_json"},
+			{"unknown field", `{"phone":"+447400123456","x":1}`, "application/json", 400, "invalid_json"},
+			{"wrong type", `{"phone":447400123456}`, "application/json", 400, "invalid_json"},
+			{"trailing data", `{"phone":"+447400123456"} {}`, "application/json", 400, "invalid_json"},
+			{"array", `[]`, "application/json", 400, "invalid_json"},
+			{"empty", ``, "application/json", 400, "invalid_json"},
+			{"missing phone", `{}`, "application/json", 422, "validation_failed"},
+			{"charset is fine", `{"phone":"12"}`, "application/json; charset=utf-8", 422, "invalid_phone"},
+			{"too large", `{"phone":"` + strings.Repeat("1", 70<<10) + `"}`, "application/json", 413, "payload_too_large"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				req, _ := http.NewRequest(http.MethodPost, s.BaseURL+soulauth.PathOTPRequest, bytes.NewBufferString(tt.body))
+				if tt.contentType != "" {
+					req.Header.Set("Content-Type", tt.contentType)
+				}
+				req.Header.Set("X-Forwarded-For", newIP())
+				r, err := s.Client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer r.Body.Close()
+				var buf bytes.Buffer
+				_, _ = buf.ReadFrom(r.Body)
+				wantProblem(t, &soultest.Response{Response: r, Body: buf.Bytes()}, tt.status, tt.code)
+			})
+		}
+
+		resp = c.post(soulauth.PathVerifyOTP, map[string]string{"phone": "", "code": "12ab"})
+		wantProblem(t, resp, http.StatusUnprocessableEntity, "validation_failed")
+		if p := resp.Problem(t); len(p.Errors) != 2 || p.Errors[0].Field != "phone" || p.Errors[1].Field != "code" {
+			t.Fatalf("errors %+v", p.Errors)
+		}
+	})
+}
+
+// TestLogsHoldNoSecrets runs a whole sign-in at DEBUG with Caddy's logs in
+// a file and looks for every secret of the run in it.
+func TestLogsHoldNoSecrets(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	caddyfile := relaxedCaddyfile(t)
+	const anchor = "level {$LOG_LEVEL:INFO}"
+	if !strings.Contains(caddyfile, anchor) {
+		t.Fatalf("Caddyfile has no %q", anchor)
+	}
+	caddyfile = strings.Replace(caddyfile, anchor, "output file "+logFile+"\n\t\tlevel DEBUG", 1)
+	secret := soultest.RandomHex(32)
+
+	s := soultest.Start(t, soultest.Options{Database: soultest.Postgres, Redis: true, Caddyfile: caddyfile,
+		Env: map[string]string{"SECRET_KEY": secret}})
+	c := newClient(t, s)
+	phone := newPhone()
+	secrets := []string{secret, phone, strings.TrimPrefix(phone, "+")}
+
+	code := c.requestCode(phone)
+	secrets = append(secrets, code)
+	wrong := "000000"
+	if code == wrong {
+		wrong = "111111"
+	}
+	wantProblem(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": wrong}), http.StatusUnauthorized, "invalid_code")
+	pair := c.signIn(phone)
+	secrets = append(secrets, pair.AccessToken, pair.RefreshToken)
+	resp := c.post(soulauth.PathRefresh, map[string]string{"refresh_token": pair.RefreshToken})
+	wantStatus(t, resp, http.StatusOK)
+	var next soulauth.TokenPair
+	resp.JSON(t, &next)
+	secrets = append(secrets, next.AccessToken, next.RefreshToken)
+	// Reuse after the grace window, logged as a warning.
+	db := openDB(t, s)
+	exec(t, db, "UPDATE sessions SET rotated_at = ?", time.Now().UTC().Add(-time.Minute).Truncate(time.Microsecond))
+	wantStatus(t, c.post(soulauth.PathRefresh, map[string]string{"refresh_token": pair.RefreshToken}), http.StatusUnauthorized)
+	last := c.signIn(phone)
+	secrets = append(secrets, last.AccessToken, last.RefreshToken)
+	wantStatus(t, c.withToken(http.MethodGet, soulauth.PathMe, last.AccessToken), http.StatusOK)
+	wantStatus(t, c.post(soulauth.PathLogout, map[string]string{"refresh_token": last.RefreshToken}), http.StatusNoContent)
+	wantProblem(t, c.withToken(http.MethodGet, soulauth.PathMe, last.AccessToken), http.StatusUnauthorized, "invalid_token")
+
+	logs, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The check is only worth something if the run was logged.
+	for _, want := range []string{"sign-in code sent", "signed in", "refresh token reused", `"level":"debug"`} {
+		if !bytes.Contains(logs, []byte(want)) {
+			t.Fatalf("the logs lack %q; is the capture working?\n%s", want, logs)
+		}
+	}
+	for _, sec := range secrets {
+		if bytes.Contains(logs, []byte(sec)) {
+			t.Errorf("the logs contain a secret of the run (%d characters)", len(sec))
+		}
+	}
+	// JWT segments appear in logs only if a whole token does; a header
+	// echo would show the payload segment.
+	for _, tok := range []string{pair.AccessToken, next.AccessToken, last.AccessToken} {
+		if bytes.Contains(logs, []byte(strings.Split(tok, ".")[1])) {
+			t.Error("the logs contain an access token's payload")
+		}
+	}
+}
