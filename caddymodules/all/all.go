@@ -8,4 +8,5 @@ import (
 	_ "github.com/soulapp/soul/caddymodules/soulcmd"
 	_ "github.com/soulapp/soul/caddymodules/soulhealth"
 	_ "github.com/soulapp/soul/caddymodules/soulproblem"
+	_ "github.com/soulapp/soul/caddymodules/soulratelimit"
 )
