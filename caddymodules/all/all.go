@@ -7,6 +7,6 @@ import (
 	_ "github.com/soulapp/soul/caddymodules/soulauth"
 	_ "github.com/soulapp/soul/caddymodules/soulcmd"
 	_ "github.com/soulapp/soul/caddymodules/soulhealth"
+	_ "github.com/soulapp/soul/caddymodules/soulmoods"
 	_ "github.com/soulapp/soul/caddymodules/soulproblem"
-	_ "github.com/soulapp/soul/caddymodules/soulratelimit"
 )
