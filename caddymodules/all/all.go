@@ -9,4 +9,5 @@ import (
 	_ "github.com/soulapp/soul/caddymodules/soulhealth"
 	_ "github.com/soulapp/soul/caddymodules/soulmoods"
 	_ "github.com/soulapp/soul/caddymodules/soulproblem"
+	_ "github.com/soulapp/soul/caddymodules/soulratelimit"
 )
