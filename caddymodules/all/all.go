@@ -8,5 +8,7 @@ import (
 	_ "github.com/soulapp/soul/caddymodules/soulcmd"
 	_ "github.com/soulapp/soul/caddymodules/soulcors"
 	_ "github.com/soulapp/soul/caddymodules/soulhealth"
+	_ "github.com/soulapp/soul/caddymodules/soulmoods"
 	_ "github.com/soulapp/soul/caddymodules/soulproblem"
+	_ "github.com/soulapp/soul/caddymodules/soulratelimit"
 )

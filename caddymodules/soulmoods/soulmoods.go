@@ -1,0 +1,342 @@
+// Package soulmoods is the `soul_moods` handler: the signed-in user's mood
+// journal at /api/moods. The rules and queries live in internal/mood; this
+// package turns HTTP into calls of its Store and its outcomes into answers.
+package soulmoods
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/soulapp/soul/caddymodules/soul"
+	"github.com/soulapp/soul/caddymodules/soulauth"
+	"github.com/soulapp/soul/internal/mood"
+	"github.com/soulapp/soul/internal/problem"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// PathMoods is the collection; a mood is PathMoods + "/" + id.
+const PathMoods = "/api/moods"
+
+// MaxIdempotencyKey bounds the Idempotency-Key header (characters).
+const MaxIdempotencyKey = 255
+
+// Handler answers /api/moods and /api/moods/{id} for the user of the
+// request's access token; any other path under it is 404.
+type Handler struct {
+	store  *mood.Store
+	authn  *soulauth.Authenticator
+	logger *zap.Logger
+	now    func() time.Time
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.soul_moods",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision finds the shared database and the bearer authenticator.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	app, err := soul.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	h.authn, err = soulauth.NewAuthenticator(ctx)
+	if err != nil {
+		return err
+	}
+	h.now = time.Now
+	h.store = mood.NewStore(app.DB(), h.now)
+	return nil
+}
+
+// ServeHTTP routes by path and method. The method is checked before the
+// token, so a 405 tells a client its mistake whether or not it signed in;
+// the id only after it, so nobody learns which ids exist.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if r.URL.Path == PathMoods {
+		switch r.Method {
+		case http.MethodGet:
+			return h.authenticated(w, r, h.list)
+		case http.MethodPost:
+			return h.authenticated(w, r, h.create)
+		}
+		return methodNotAllowed(http.MethodGet, http.MethodPost)
+	}
+	rawID, ok := strings.CutPrefix(r.URL.Path, PathMoods+"/")
+	if !ok || rawID == "" || strings.Contains(rawID, "/") {
+		return notFound()
+	}
+	var serve func(http.ResponseWriter, *http.Request, uuid.UUID, uuid.UUID) error
+	switch r.Method {
+	case http.MethodGet:
+		serve = h.get
+	case http.MethodPatch:
+		serve = h.patch
+	case http.MethodDelete:
+		serve = h.delete
+	default:
+		return methodNotAllowed(http.MethodGet, http.MethodPatch, http.MethodDelete)
+	}
+	return h.authenticated(w, r, func(w http.ResponseWriter, r *http.Request, userID uuid.UUID) error {
+		id, err := uuid.Parse(rawID)
+		// Only the canonical lower-case form names a mood: the other
+		// spellings uuid.Parse accepts (upper case, braces, urn:uuid:)
+		// would make several URLs for one mood.
+		if err != nil || id.String() != rawID {
+			return notFound()
+		}
+		return serve(w, r, userID, id)
+	})
+}
+
+func (h *Handler) authenticated(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request, uuid.UUID) error) error {
+	userID, err := h.authn.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	return next(w, r, userID)
+}
+
+func (h *Handler) create(w http.ResponseWriter, r *http.Request, userID uuid.UUID) error {
+	key, err := idempotencyKey(r.Header)
+	if err != nil {
+		return err
+	}
+	body, err := readJSON(r)
+	if err != nil {
+		return err
+	}
+	n, err := mood.DecodeNew(body, h.now())
+	if err != nil {
+		return fail(err)
+	}
+	c, err := h.store.Create(r.Context(), userID, n, key)
+	if err != nil {
+		return h.storeError(err)
+	}
+	w.Header().Set("Location", PathMoods+"/"+c.Mood.ID.String())
+	return writeJSON(w, http.StatusCreated, c.Mood)
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request, userID uuid.UUID) error {
+	q, err := ParseListQuery(r.URL.Query())
+	if err != nil {
+		return fail(err)
+	}
+	moods, next, err := h.store.List(r.Context(), userID, q)
+	if err != nil {
+		return h.storeError(err)
+	}
+	if next != nil {
+		w.Header().Set("Link", "<"+nextURL(r.URL.Query(), q.Limit, *next)+`>; rel="next"`)
+	}
+	return writeJSON(w, http.StatusOK, moods)
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request, userID, id uuid.UUID) error {
+	m, err := h.store.Get(r.Context(), userID, id)
+	if err != nil {
+		return h.storeError(err)
+	}
+	return writeJSON(w, http.StatusOK, m)
+}
+
+func (h *Handler) patch(w http.ResponseWriter, r *http.Request, userID, id uuid.UUID) error {
+	body, err := readJSON(r)
+	if err != nil {
+		return err
+	}
+	p, err := mood.DecodePatch(body, h.now())
+	if err != nil {
+		return fail(err)
+	}
+	m, err := h.store.Update(r.Context(), userID, id, p)
+	if err != nil {
+		return h.storeError(err)
+	}
+	return writeJSON(w, http.StatusOK, m)
+}
+
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request, userID, id uuid.UUID) error {
+	if err := h.store.Delete(r.Context(), userID, id); err != nil {
+		return h.storeError(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// ParseListQuery reads GET /api/moods's query: limit (1..100, default 20),
+// before (a cursor from a Link header), from and to (RFC 3339 bounds on
+// recorded_at, from inclusive, to exclusive). Its errors are 422 problems.
+func ParseListQuery(v url.Values) (mood.ListQuery, error) {
+	q := mood.ListQuery{Limit: mood.DefaultLimit}
+	var fields []problem.FieldError
+	bad := func(field, msg string) { fields = append(fields, problem.FieldError{Field: field, Message: msg}) }
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > mood.MaxLimit {
+			bad("limit", "must be an integer from 1 to "+strconv.Itoa(mood.MaxLimit))
+		} else {
+			q.Limit = n
+		}
+	}
+	if s := v.Get("before"); s != "" {
+		c, err := mood.ParseCursor(s)
+		if err != nil {
+			bad("before", "must be a cursor from a Link header of this API")
+		} else {
+			q.Before = &c
+		}
+	}
+	for _, b := range []struct {
+		name string
+		dst  **time.Time
+	}{{"from", &q.From}, {"to", &q.To}} {
+		s := v.Get(b.name)
+		if s == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			bad(b.name, "must be an RFC 3339 date-time such as 2026-01-02T15:04:05Z")
+			continue
+		}
+		t = t.UTC()
+		*b.dst = &t
+	}
+	if q.From != nil && q.To != nil && !q.From.Before(*q.To) {
+		bad("to", "must be after from")
+	}
+	if len(fields) > 0 {
+		return q, problem.Validation(fields...)
+	}
+	return q, nil
+}
+
+// nextURL is the link to the page after c, keeping the client's bounds.
+func nextURL(v url.Values, limit int, c mood.Cursor) string {
+	next := url.Values{}
+	for _, k := range []string{"from", "to"} {
+		if s := v.Get(k); s != "" {
+			next.Set(k, s)
+		}
+	}
+	next.Set("limit", strconv.Itoa(limit))
+	next.Set("before", c.String())
+	return PathMoods + "?" + next.Encode()
+}
+
+// idempotencyKey reads the optional Idempotency-Key header: printable
+// ASCII, at most MaxIdempotencyKey characters.
+func idempotencyKey(h http.Header) (string, error) {
+	vs := h.Values("Idempotency-Key")
+	if len(vs) == 0 {
+		return "", nil
+	}
+	key := strings.TrimSpace(vs[0])
+	ok := len(vs) == 1 && key != "" && len(key) <= MaxIdempotencyKey
+	for i := 0; ok && i < len(key); i++ {
+		ok = key[i] >= 0x20 && key[i] < 0x7f
+	}
+	if !ok {
+		return "", fail(problem.Validation(problem.FieldError{
+			Field:   "Idempotency-Key",
+			Message: "must be one header of 1 to 255 printable ASCII characters",
+		}))
+	}
+	return key, nil
+}
+
+// readJSON checks the media type and reads the body within the
+// request_body limit.
+func readJSON(r *http.Request) ([]byte, error) {
+	if !isJSON(r.Header.Get("Content-Type")) {
+		return nil, fail(problem.New(http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"The request body must be JSON (Content-Type: application/json)."))
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fail(problem.New(http.StatusRequestEntityTooLarge, "payload_too_large",
+				"The request body is larger than 64 KiB."))
+		}
+		return nil, fail(problem.New(http.StatusBadRequest, "invalid_json", "The request body could not be read."))
+	}
+	return body, nil
+}
+
+func isJSON(contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
+}
+
+// storeError maps the Store's outcomes to problems; anything else is the
+// database failing, which a client may retry.
+func (h *Handler) storeError(err error) error {
+	switch {
+	case errors.Is(err, mood.ErrNotFound):
+		return notFound()
+	case errors.Is(err, mood.ErrKeyReused):
+		return fail(problem.New(http.StatusUnprocessableEntity, "idempotency_key_reused",
+			"This Idempotency-Key was already used for a different request."))
+	}
+	h.logger.Error("moods: database error", zap.Error(err))
+	e := problem.New(http.StatusServiceUnavailable, "service_unavailable", "The service is temporarily unavailable; retry later.")
+	e.RetryAfter = 5 * time.Second
+	return caddyhttp.Error(e.Status, errors.Join(e, err))
+}
+
+func fail(err error) error {
+	var pe *problem.Error
+	if errors.As(err, &pe) {
+		return caddyhttp.Error(pe.Status, pe)
+	}
+	return caddyhttp.Error(http.StatusInternalServerError, err)
+}
+
+func notFound() error {
+	return caddyhttp.Error(http.StatusNotFound, problem.From(nil, http.StatusNotFound))
+}
+
+func methodNotAllowed(allow ...string) error {
+	e := problem.From(nil, http.StatusMethodNotAllowed)
+	e.Allow = allow
+	return caddyhttp.Error(http.StatusMethodNotAllowed, e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, err = w.Write(body)
+	return err
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

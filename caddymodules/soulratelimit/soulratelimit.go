@@ -1,0 +1,241 @@
+// Package soulratelimit is the `soul_rate_limit` handler: one named
+// rate-limit policy (DESIGN.md "Rate-limit policies") enforced exactly
+// across replicas through the shared limiter (Redis, one round trip per
+// request; per-instance memory while Redis is down), with the rate-limit
+// header fields on every answer it passes and a problem+json 429 with
+// Retry-After on the ones it refuses.
+//
+// It sits behind caddy-ratelimit's `rate_limit`, the coarse per-IP shield
+// kept in memory, so floods are turned away before they cost a Redis call.
+package soulratelimit
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/soulapp/soul/caddymodules/soul"
+	"github.com/soulapp/soul/internal/limiter"
+	"github.com/soulapp/soul/internal/limiterpool"
+	"github.com/soulapp/soul/internal/problem"
+	"github.com/soulapp/soul/internal/ratelimitheaders"
+	"github.com/soulapp/soul/internal/token"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// The subjects a policy can key on.
+const (
+	// KeyUser counts per signed-in user (the verified access token's
+	// subject), and per client IP for requests without a valid token.
+	KeyUser = "user"
+	// KeyIP counts per client IP.
+	KeyIP = "ip"
+)
+
+// The "default" policy of DESIGN.md, used for unset fields.
+const (
+	DefaultPolicy = "default"
+	DefaultLimit  = 100
+	DefaultWindow = time.Minute
+)
+
+// Handler admits at most Limit requests per subject in any span of Window,
+// counted under the policy's name: every handler with the same Policy
+// shares one budget per subject, on every replica sharing the Redis.
+type Handler struct {
+	// The policy's name, shown to clients in RateLimit-Policy and naming its
+	// counters. Letters, digits, '_', '-' and '.'. Default "default".
+	Policy string `json:"policy,omitempty"`
+	// Requests admitted per subject in any span of Window. Default 100.
+	Limit int `json:"limit,omitempty"`
+	// The span Limit applies to. Default 1m.
+	Window caddy.Duration `json:"window,omitempty"`
+	// What a request is counted against: "user" (the access token's user,
+	// else the client IP) or "ip". Default "user".
+	Key string `json:"key,omitempty"`
+
+	rule    limiter.Rule
+	lim     *limiter.Limiter
+	release func() error
+	issuer  *token.Issuer
+	logger  *zap.Logger
+	now     func() time.Time
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.soul_rate_limit",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision applies the defaults and takes the shared limiter of the `soul`
+// app.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.Policy == "" {
+		h.Policy = DefaultPolicy
+	}
+	if h.Limit == 0 {
+		h.Limit = DefaultLimit
+	}
+	if h.Window == 0 {
+		h.Window = caddy.Duration(DefaultWindow)
+	}
+	if h.Key == "" {
+		h.Key = KeyUser
+	}
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	app, err := soul.FromContext(ctx)
+	if err != nil {
+		return err
+	}
+	s := app.Settings()
+	if h.Key == KeyUser {
+		// Verifying the signature is enough to key on the subject: a
+		// forged token cannot name another user, and the session check
+		// (a database lookup) is the protected handler's business.
+		h.issuer, err = token.NewIssuer(token.Options{Key: s.SecretKey, PreviousKey: s.SecretKeyPrevious, AccessTTL: s.AccessTokenTTL})
+		if err != nil {
+			return err
+		}
+	}
+	lim, release, err := limiterpool.Acquire(app, h.logger)
+	if err != nil {
+		return err
+	}
+	h.lim, h.release = lim, release
+	h.now = time.Now
+	h.logger.Info("rate limit policy ready",
+		zap.String("policy", h.Policy),
+		zap.Int("limit", h.Limit),
+		zap.Duration("window", time.Duration(h.Window)),
+		zap.String("key", h.Key),
+		zap.String("storage", describeStorage(s.RedisURL)))
+	return nil
+}
+
+// Validate checks the policy; the limiter's own rules apply to the name.
+func (h *Handler) Validate() error {
+	h.rule = limiter.Rule{Name: h.Policy, Limit: h.Limit, Window: time.Duration(h.Window)}
+	if h.Key != KeyUser && h.Key != KeyIP {
+		return fmt.Errorf("soul_rate_limit %s: key %q: want %q or %q", h.Policy, h.Key, KeyUser, KeyIP)
+	}
+	if h.Window < caddy.Duration(time.Second) {
+		return fmt.Errorf("soul_rate_limit %s: window %s: want 1s or more", h.Policy, time.Duration(h.Window))
+	}
+	if h.Limit < 1 {
+		return fmt.Errorf("soul_rate_limit %s: limit %d: want 1 or more", h.Policy, h.Limit)
+	}
+	// Check the name the way the limiter will, at load time rather than on
+	// the first request.
+	for _, c := range h.Policy {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.'
+		if !ok {
+			return fmt.Errorf("soul_rate_limit: policy name %q: only letters, digits, '_', '-' and '.'", h.Policy)
+		}
+	}
+	return nil
+}
+
+// Cleanup lets go of the shared limiter.
+func (h *Handler) Cleanup() error {
+	if h.release != nil {
+		err := h.release()
+		h.release = nil
+		return err
+	}
+	return nil
+}
+
+// ServeHTTP counts the request against its subject and either passes it on
+// with the rate-limit fields set, or answers 429 rate_limited with the same
+// fields and Retry-After.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	d, err := h.lim.Allow(r.Context(), h.rule, h.subject(r))
+	if err != nil {
+		// Only a request the client abandoned gets here: a failing Redis
+		// is answered from memory by the limiter.
+		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+	}
+	now := h.now()
+	if !d.Allowed {
+		e := problem.New(http.StatusTooManyRequests, "rate_limited", "Too many requests; retry later.")
+		e.RetryAfter = d.RetryAfter
+		e.Header = ratelimitheaders.Header(h.Policy, d, now)
+		return caddyhttp.Error(http.StatusTooManyRequests, e)
+	}
+	ratelimitheaders.Set(w.Header(), h.Policy, d, now)
+	return next.ServeHTTP(w, r)
+}
+
+// subject is what the request is counted against. The prefixes keep a user
+// id and an IP address from ever sharing a counter.
+func (h *Handler) subject(r *http.Request) string {
+	if h.issuer != nil {
+		if raw, ok := bearer(r.Header.Get("Authorization")); ok {
+			if c, err := h.issuer.Verify(raw); err == nil && c.UserID != "" {
+				return "user:" + c.UserID
+			}
+		}
+	}
+	return "ip:" + ClientIP(r)
+}
+
+// ClientIP is Caddy's {client_ip}: the peer's address, or the one its
+// X-Forwarded-For names when the peer is a trusted proxy.
+func ClientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// bearer extracts the token of "Authorization: Bearer <token>"; the scheme
+// is case-insensitive (RFC 9110).
+func bearer(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// describeStorage names where the counters live, for the startup log: the
+// Redis host (never its credentials) or process memory.
+func describeStorage(redisURL string) string {
+	if redisURL == "" {
+		return "memory (per instance)"
+	}
+	u, err := url.Parse(redisURL)
+	if err != nil || u.Host == "" {
+		return "redis"
+	}
+	return "redis " + u.Host
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,105 @@
+package mood
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/soulapp/soul/internal/problem"
+)
+
+// FuzzDecodeMoodNew: any body is either a valid New or a 400/422 problem,
+// never a panic, and what it accepts keeps every rule.
+func FuzzDecodeMoodNew(f *testing.F) {
+	for _, s := range []string{
+		`{"score":5}`, `{"score":5,"label":"l","note":"n","tags":["A"," a "],"recorded_at":"2026-03-01T12:00:00Z"}`,
+		`{"score":0}`, `{"tags":[null]}`, `{"score":1e3}`, `null`, `{"score":5,"note":"\u0000"}`, `{"score":-1,"tags":{}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		n, err := DecodeNew(body, testNow)
+		if err != nil {
+			wantProblem(t, err)
+			return
+		}
+		if n.Score < MinScore || n.Score > MaxScore {
+			t.Fatalf("accepted score %d", n.Score)
+		}
+		checkText(t, n.Label, MaxLabel)
+		checkText(t, n.Note, MaxNote)
+		checkTags(t, n.Tags)
+		if n.RecordedAt != nil && (n.RecordedAt.After(testNow.Add(FutureSlack)) || n.RecordedAt.Before(earliest)) {
+			t.Fatalf("accepted recorded_at %v", n.RecordedAt)
+		}
+		if len(n.Hash()) != 32 {
+			t.Fatal("hash is not SHA-256")
+		}
+	})
+}
+
+// FuzzDecodeMoodPatch holds the same for partial updates.
+func FuzzDecodeMoodPatch(f *testing.F) {
+	for _, s := range []string{`{}`, `{"label":null}`, `{"score":null}`, `{"tags":["x","X"]}`, `{"recorded_at":"x"}`, `{"note":7}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := DecodePatch(body, testNow)
+		if err != nil {
+			wantProblem(t, err)
+			return
+		}
+		if p.Score.Set && (p.Score.Null || p.Score.Value < MinScore || p.Score.Value > MaxScore) {
+			t.Fatalf("accepted score %+v", p.Score)
+		}
+		if p.Label.Set && !p.Label.Null {
+			checkText(t, &p.Label.Value, MaxLabel)
+		}
+		if p.Note.Set && !p.Note.Null {
+			checkText(t, &p.Note.Value, MaxNote)
+		}
+		if p.Tags.Set {
+			checkTags(t, p.Tags.Value)
+		}
+		if p.RecordedAt.Set && p.RecordedAt.Value.After(testNow.Add(FutureSlack)) {
+			t.Fatalf("accepted recorded_at %v", p.RecordedAt.Value)
+		}
+	})
+}
+
+func wantProblem(t *testing.T, err error) {
+	t.Helper()
+	var pe *problem.Error
+	if !errors.As(err, &pe) {
+		t.Fatalf("error %v is not a problem", err)
+	}
+	switch {
+	case pe.Status == 400 && pe.Code == "invalid_json" && len(pe.Fields) == 0:
+	case pe.Status == 422 && pe.Code == "validation_failed" && len(pe.Fields) > 0:
+	default:
+		t.Fatalf("unexpected problem %d %s %v", pe.Status, pe.Code, pe.Fields)
+	}
+}
+
+func checkText(t *testing.T, s *string, max int) {
+	t.Helper()
+	if s != nil && (utf8.RuneCountInString(*s) > max || strings.ContainsRune(*s, 0)) {
+		t.Fatalf("accepted text %q", *s)
+	}
+}
+
+func checkTags(t *testing.T, tags []string) {
+	t.Helper()
+	if tags == nil || len(tags) > MaxTags {
+		t.Fatalf("accepted tags %q", tags)
+	}
+	seen := map[string]bool{}
+	for _, tag := range tags {
+		n := utf8.RuneCountInString(tag)
+		if n < 1 || n > MaxTagLength || tag != strings.ToLower(strings.TrimSpace(tag)) || seen[tag] || strings.ContainsRune(tag, 0) {
+			t.Fatalf("accepted tags %q", tags)
+		}
+		seen[tag] = true
+	}
+}
