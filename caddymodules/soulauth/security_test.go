@@ -58,11 +58,14 @@ func TestForgedAccessTokens(t *testing.T) {
 		}
 		tamperedClaims["sub"] = uuid.NewString()
 		forged := map[string]string{
-			"alg none":    b64(map[string]string{"alg": "none", "typ": "JWT"}) + "." + parts[1] + ".",
-			"other key":   sign([]byte(soultest.RandomHex(32)), jwt.SigningMethodHS256, same),
-			"HS512":       sign([]byte(secret), jwt.SigningMethodHS512, same),
-			"tampered":    parts[0] + "." + b64(tamperedClaims) + "." + parts[2],
-			"expired":     sign([]byte(secret), jwt.SigningMethodHS256, func(m jwt.MapClaims) { m["iat"] = time.Now().Add(-time.Hour).Unix(); m["exp"] = time.Now().Add(-time.Minute).Unix() }),
+			"alg none":  b64(map[string]string{"alg": "none", "typ": "JWT"}) + "." + parts[1] + ".",
+			"other key": sign([]byte(soultest.RandomHex(32)), jwt.SigningMethodHS256, same),
+			"HS512":     sign([]byte(secret), jwt.SigningMethodHS512, same),
+			"tampered":  parts[0] + "." + b64(tamperedClaims) + "." + parts[2],
+			"expired": sign([]byte(secret), jwt.SigningMethodHS256, func(m jwt.MapClaims) {
+				m["iat"] = time.Now().Add(-time.Hour).Unix()
+				m["exp"] = time.Now().Add(-time.Minute).Unix()
+			}),
 			"no sid":      sign([]byte(secret), jwt.SigningMethodHS256, func(m jwt.MapClaims) { delete(m, "sid") }),
 			"other sid":   sign([]byte(secret), jwt.SigningMethodHS256, func(m jwt.MapClaims) { m["sid"] = uuid.NewString() }),
 			"refresh":     pair.RefreshToken,
