@@ -22,23 +22,14 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	binary = os.Getenv("SOUL_TEST_BINARY")
-	if binary == "" {
-		dir, err := os.MkdirTemp("", "soul-bin-")
-		if err != nil {
-			panic(err)
-		}
-		binary = filepath.Join(dir, "caddy")
-		build := exec.Command("go", "build", "-o", binary, ".")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			panic("building caddy: " + err.Error())
-		}
-		code := m.Run()
-		os.RemoveAll(dir)
-		os.Exit(code)
+	var err error
+	binary, err = soultest.BuildBinary()
+	if err != nil {
+		panic(err)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	soultest.RemoveBinary()
+	os.Exit(code)
 }
 
 // baseEnv is a minimal environment: no variable of the developer's shell
