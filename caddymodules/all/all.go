@@ -7,6 +7,7 @@ import (
 	_ "github.com/soulapp/soul/caddymodules/soulauth"
 	_ "github.com/soulapp/soul/caddymodules/soulcmd"
 	_ "github.com/soulapp/soul/caddymodules/soulcors"
+	_ "github.com/soulapp/soul/caddymodules/souldocs"
 	_ "github.com/soulapp/soul/caddymodules/soulhealth"
 	_ "github.com/soulapp/soul/caddymodules/soulmoods"
 	_ "github.com/soulapp/soul/caddymodules/soulproblem"
