@@ -319,3 +319,30 @@ func TestWildcardRefusedInProduction(t *testing.T) {
 		t.Fatalf("production config with CORS_ORIGINS: %v", err)
 	}
 }
+
+// caddy-ratelimit's 429 is written by the error routes: the page can still
+// read it, Retry-After included; preflights are not counted.
+func TestCORSOnRateLimitedAnswer(t *testing.T) {
+	s := soultest.Start(t, soultest.Options{Database: soultest.SQLite, Env: map[string]string{
+		"CORS_ORIGINS":             app,
+		"RATE_LIMIT_SHIELD_EVENTS": "3",
+		"RATE_LIMIT_SHIELD_WINDOW": "1m",
+	}})
+	var limited *soultest.Response
+	for i := 0; i < 10 && limited == nil; i++ {
+		if r := preflight(s, "/api/nope", app); r.StatusCode != http.StatusNoContent {
+			t.Fatalf("preflight %d: %d", i+1, r.StatusCode)
+		}
+		if r := s.Do(http.MethodGet, "/api/nope", nil, "Origin", app); r.StatusCode == http.StatusTooManyRequests {
+			limited = r
+		}
+	}
+	if limited == nil {
+		t.Fatal("no 429 after 10 requests with a shield of 3")
+	}
+	limited.Problem(t)
+	allowsOrigin(t, "429", limited, app)
+	if limited.Header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+}
