@@ -12,4 +12,5 @@ import (
 	_ "github.com/soulapp/soul/caddymodules/soulmoods"
 	_ "github.com/soulapp/soul/caddymodules/soulproblem"
 	_ "github.com/soulapp/soul/caddymodules/soulratelimit"
+	_ "github.com/soulapp/soul/caddymodules/soulstorage"
 )

@@ -3,6 +3,8 @@ package soulstorage
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"os"
@@ -16,7 +18,6 @@ import (
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 
-	"github.com/soulapp/soul/internal/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
 
@@ -36,7 +37,11 @@ func newStorage(t *testing.T, url, prefix string, validity time.Duration) *Stora
 	return &Storage{Prefix: prefix, LockValidity: caddy.Duration(validity), res: res}
 }
 
-func testPrefix() string { return "soul:test:" + soultest.RandomHex(6) + ":" }
+func testPrefix() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "soul:test:" + hex.EncodeToString(b) + ":"
+}
 
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
