@@ -147,18 +147,7 @@ func (s *Store) List(ctx context.Context, userID uuid.UUID, q ListQuery) ([]Mood
 		limit = DefaultLimit
 	}
 	moods := make([]Mood, 0, limit+1)
-	sel := s.db.NewSelect().Model(&moods).Where("user_id = ?", userID)
-	if q.Before != nil {
-		sel = sel.Where("(recorded_at, id) < (?, ?)", dbTime(q.Before.RecordedAt), q.Before.ID)
-	}
-	if q.From != nil {
-		sel = sel.Where("recorded_at >= ?", dbTime(*q.From))
-	}
-	if q.To != nil {
-		sel = sel.Where("recorded_at < ?", dbTime(*q.To))
-	}
-	// One more than asked tells whether a next page exists.
-	if err := sel.OrderExpr("recorded_at DESC, id DESC").Limit(int64(limit + 1)).Scan(ctx); err != nil {
+	if err := s.listQuery(&moods, userID, q, limit).Scan(ctx); err != nil {
 		return nil, nil, err
 	}
 	var next *Cursor
@@ -171,6 +160,22 @@ func (s *Store) List(ctx context.Context, userID uuid.UUID, q ListQuery) ([]Mood
 		moods[i].normalize()
 	}
 	return moods, next, nil
+}
+
+// listQuery selects one more mood than limit, which tells whether a next
+// page exists.
+func (s *Store) listQuery(dst *[]Mood, userID uuid.UUID, q ListQuery, limit int) *bun.SelectQuery {
+	sel := s.db.NewSelect().Model(dst).Where("user_id = ?", userID)
+	if q.Before != nil {
+		sel = sel.Where("(recorded_at, id) < (?, ?)", dbTime(q.Before.RecordedAt), q.Before.ID)
+	}
+	if q.From != nil {
+		sel = sel.Where("recorded_at >= ?", dbTime(*q.From))
+	}
+	if q.To != nil {
+		sel = sel.Where("recorded_at < ?", dbTime(*q.To))
+	}
+	return sel.OrderExpr("recorded_at DESC, id DESC").Limit(int64(limit + 1))
 }
 
 // Get returns one mood of userID.
