@@ -25,12 +25,16 @@ test: $(BIN)
 # The Go tests proper; needs the services (make test provides them).
 test-go:
 	go vet ./...
+	scripts/lint-openapi.sh
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	@tmp=$$(mktemp -d); \
 	  DEV_MODE=true SQLITE_PATH=$$tmp/validate.db XDG_CONFIG_HOME=$$tmp XDG_DATA_HOME=$$tmp \
 	  "$${SOUL_TEST_BINARY:-$(BIN)}" validate --config Caddyfile --adapter caddyfile 2>$$tmp/log \
 	  && echo "caddy validate: Caddyfile OK" || { cat $$tmp/log; rm -rf $$tmp; exit 1; }; rm -rf $$tmp
-	go test -race -count=1 -timeout 20m ./...
+	# Caddy fixes its storage and autosave paths when a process starts:
+	# point them into the throwaway directory, not $$HOME.
+	XDG_DATA_HOME=$${SOUL_TEST_TMPDIR:-$$(mktemp -d)}/xdg-data XDG_CONFIG_HOME=$${SOUL_TEST_TMPDIR:-$$(mktemp -d)}/xdg-config \
+	  go test -race -count=1 -timeout 20m ./...
 
 clean:
 	rm -rf bin

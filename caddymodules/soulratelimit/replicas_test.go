@@ -1,7 +1,6 @@
 package soulratelimit_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,28 +28,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// lockedBuffer collects a process's log while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // replica is one running binary.
 type replica struct {
 	base   string
-	log    *lockedBuffer
+	log    *soultest.LogBuffer
 	client *http.Client
 }
 
@@ -62,7 +43,7 @@ func startReplica(t *testing.T, env ...string) *replica {
 	port := soultest.FreePort(t)
 	r := &replica{
 		base:   "http://127.0.0.1:" + strconv.Itoa(port),
-		log:    &lockedBuffer{},
+		log:    &soultest.LogBuffer{},
 		client: &http.Client{Timeout: 10 * time.Second},
 	}
 	cmd := exec.Command(bin, "run", "--config", "Caddyfile", "--adapter", "caddyfile")

@@ -116,7 +116,7 @@ func TestRunsLikeMakeRun(t *testing.T) {
 	cmd := exec.Command(binary, "run", "--config", "Caddyfile", "--adapter", "caddyfile")
 	cmd.Dir = soultest.RepoRoot()
 	cmd.Env = env
-	var stderr bytes.Buffer
+	var stderr soultest.LogBuffer
 	cmd.Stderr = &stderr
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
