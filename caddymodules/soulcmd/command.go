@@ -1,5 +1,5 @@
 // Package soulcmd adds the `caddy soul ...` subcommands, so the image needs
-// no other tool: migrations and the container health check.
+// no other tool: migrations, the container health check and smoke tests.
 package soulcmd
 
 import (
@@ -21,8 +21,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "soul",
-		Usage: "<migrate up|down|status | healthcheck>",
-		Short: "SOUL API tools: database migrations and health check",
+		Usage: "<migrate up|down|status | healthcheck | smoke --base-url URL>",
+		Short: "SOUL API tools: database migrations, health check, smoke tests",
 		Long: `
 Tools for operating the SOUL API.
 
@@ -30,13 +30,16 @@ Tools for operating the SOUL API.
   caddy soul migrate down     roll back the last applied group
   caddy soul migrate status   list migrations and whether each is applied
   caddy soul healthcheck      GET /healthz on this machine; exit 0 when it answers 200
+  caddy soul smoke --base-url URL [--origin O] [--phone P --code C]
+                              check a deployment from outside; exit 1 naming
+                              each failed check
 
 Migrations use DATABASE_URL (Postgres) or, when it is unset, SQLITE_PATH
 (default data/soul.db). healthcheck calls http://127.0.0.1:$PORT/healthz
 (PORT defaults to 8080), or the URL given with --url.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(migrateCommand(), healthcheckCommand())
+			cmd.AddCommand(migrateCommand(), healthcheckCommand(), smokeCommand())
 		},
 	})
 }
