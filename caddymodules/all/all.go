@@ -9,6 +9,7 @@ import (
 	_ "github.com/soulapp/soul/caddymodules/soulcors"
 	_ "github.com/soulapp/soul/caddymodules/souldocs"
 	_ "github.com/soulapp/soul/caddymodules/soulhealth"
+	_ "github.com/soulapp/soul/caddymodules/soulmetrics"
 	_ "github.com/soulapp/soul/caddymodules/soulmoods"
 	_ "github.com/soulapp/soul/caddymodules/soulproblem"
 	_ "github.com/soulapp/soul/caddymodules/soulratelimit"

@@ -22,6 +22,7 @@ import (
 	"github.com/soulapp/soul/internal/jsonbody"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/limiterpool"
+	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/otp"
 	"github.com/soulapp/soul/internal/phone"
 	"github.com/soulapp/soul/internal/problem"
@@ -96,6 +97,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision builds the sign-in service from the `soul` app.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	app, err := soul.FromContext(ctx)
 	if err != nil {
 		return err
@@ -325,9 +329,11 @@ func (h *Handler) otpRequest(w http.ResponseWriter, r *http.Request) error {
 	}
 	e164, err := h.service.NormalizePhone(req.Phone)
 	if err != nil {
+		metrics.OTPSends.WithLabelValues(result(err)).Inc()
 		return h.fail(err)
 	}
 	sent, err := h.service.RequestCode(r.Context(), clientIP(r), e164)
+	metrics.OTPSends.WithLabelValues(result(err)).Inc()
 	if err != nil {
 		return h.fail(err)
 	}
@@ -352,6 +358,7 @@ func (h *Handler) verifyOTP(w http.ResponseWriter, r *http.Request) error {
 		return h.fail(err)
 	}
 	g, err := h.service.VerifyCode(r.Context(), clientIP(r), e164, req.Code)
+	metrics.OTPChecks.WithLabelValues(result(err)).Inc()
 	if err != nil {
 		if h.logger.Core().Enabled(zap.InfoLevel) {
 			h.logger.Info("sign-in refused", zap.String("phone", phone.Mask(e164)), zap.String("reason", reason(err)))
@@ -371,6 +378,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 		return h.fail(err)
 	}
 	g, err := h.service.Refresh(r.Context(), clientIP(r), req.RefreshToken)
+	metrics.Refreshes.WithLabelValues(result(err)).Inc()
 	if err != nil {
 		if errors.Is(err, auth.ErrRefreshReused) {
 			h.logger.Warn("refresh token reused: session revoked")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/soulapp/soul/caddymodules/soul"
 	"github.com/soulapp/soul/internal/database"
+	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/problem"
 	"github.com/soulapp/soul/internal/version"
 )
@@ -62,6 +63,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.RedisTimeout <= 0 {
 		h.RedisTimeout = caddy.Duration(500 * time.Millisecond)
 	}
+	metrics.RegisterHealth(ctx.GetMetricsRegistry(), metrics.NewHealth(func(ctx context.Context) (bool, bool, bool) {
+		rep := h.Check(ctx)
+		return rep.DB, rep.Redis, h.redis != nil
+	}))
 	return nil
 }
 

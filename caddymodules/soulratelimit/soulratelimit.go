@@ -24,6 +24,7 @@ import (
 	"github.com/soulapp/soul/caddymodules/soul"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/limiterpool"
+	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/problem"
 	"github.com/soulapp/soul/internal/ratelimitheaders"
 	"github.com/soulapp/soul/internal/token"
@@ -84,6 +85,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // app.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	if h.Policy == "" {
 		h.Policy = DefaultPolicy
 	}
@@ -171,6 +175,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// is answered from memory by the limiter.
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
+	metrics.RateLimitDecisions.WithLabelValues(h.Policy, d.Storage, metrics.Decision(d.Allowed)).Inc()
 	now := h.now()
 	if !d.Allowed {
 		e := problem.New(http.StatusTooManyRequests, "rate_limited", "Too many requests; retry later.")

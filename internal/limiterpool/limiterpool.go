@@ -18,6 +18,7 @@ import (
 	"github.com/soulapp/soul/caddymodules/soul"
 	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/limiter"
+	"github.com/soulapp/soul/internal/metrics"
 )
 
 // LabelHashKey derives the key that hides subjects (phones, user ids, IPs)
@@ -28,7 +29,10 @@ var pool = caddy.NewUsagePool()
 
 type resource struct{ l *limiter.Limiter }
 
-func (r *resource) Destruct() error { return r.l.Close() }
+func (r *resource) Destruct() error {
+	metrics.RemoveFallbackSource(r.l)
+	return r.l.Close()
+}
 
 // Acquire returns the shared Limiter of app. Call release from the
 // handler's Cleanup.
@@ -45,12 +49,14 @@ func Acquire(app *soul.App, logger *zap.Logger) (l *limiter.Limiter, release fun
 			Client:  app.Redis(),
 			HashKey: hashKey,
 			OnRedisError: func(err error) {
+				metrics.RedisErrors.Inc()
 				logger.Warn("rate limits fell back to per-instance memory", zap.Error(err))
 			},
 		})
 		if err != nil {
 			return nil, err
 		}
+		metrics.AddFallbackSource(l, l.Fallbacks)
 		return &resource{l: l}, nil
 	})
 	if err != nil {

@@ -1,0 +1,246 @@
+package all_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/soulapp/soul/caddymodules/soulauth"
+	"github.com/soulapp/soul/caddymodules/soulmoods"
+	"github.com/soulapp/soul/internal/database"
+	"github.com/soulapp/soul/internal/soultest"
+)
+
+// observedCaddyfile is the production Caddyfile with every log (Caddy's,
+// ours and the access log) in logFile at DEBUG.
+func observedCaddyfile(t *testing.T, logFile string) string {
+	t.Helper()
+	cfg := productionCaddyfile(t)
+	const global = "\tlog {\n\t\tlevel {$LOG_LEVEL:INFO}\n\t}"
+	const access = "\t\toutput stderr\n"
+	for _, anchor := range []string{global, access} {
+		if strings.Count(cfg, anchor) != 1 {
+			t.Fatalf("Caddyfile has %d of %q, want 1", strings.Count(cfg, anchor), anchor)
+		}
+	}
+	cfg = strings.Replace(cfg, global, "\tlog {\n\t\toutput file "+logFile+"\n\t\tlevel DEBUG\n\t}", 1)
+	cfg = strings.Replace(cfg, access, "\t\toutput file "+logFile+"\n", 1)
+	// Several codes for one phone within the test.
+	const auth = "twilio_timeout {$TWILIO_TIMEOUT:10s}"
+	return strings.Replace(cfg, auth, auth+"\n\t\t\t\tlimit otp_send 100 1m\n\t\t\t\tlimit otp_send_day 100 24h", 1)
+}
+
+type flowClient struct {
+	t  *testing.T
+	s  *soultest.Server
+	ip string
+}
+
+func (c *flowClient) do(method, path string, body any, status int, headers ...string) *soultest.Response {
+	c.t.Helper()
+	resp := c.s.Do(method, path, body, append([]string{"X-Forwarded-For", c.ip}, headers...)...)
+	if resp.StatusCode != status {
+		c.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, resp.StatusCode, status, resp.Body)
+	}
+	return resp
+}
+
+func (c *flowClient) signIn(phone string) (code string, pair soulauth.TokenPair) {
+	c.t.Helper()
+	var sent soulauth.OTPSent
+	c.do(http.MethodPost, soulauth.PathOTPRequest, map[string]string{"phone": phone}, http.StatusOK).JSON(c.t, &sent)
+	c.do(http.MethodPost, soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": sent.PreviewCode}, http.StatusOK).JSON(c.t, &pair)
+	return sent.PreviewCode, pair
+}
+
+// TestObservedFlow runs the whole API flow (sign-in with a wrong code
+// first, refresh, a refresh token reused, moods created and listed, logout,
+// account deletion) with every log at DEBUG in a file, then checks that
+// the logs hold none of the run's secrets, tokens, codes, phones or mood
+// bodies, that the access log is there without credentials or /healthz,
+// and that the metrics page has every metric the alert rules use.
+func TestObservedFlow(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	secret := soultest.RandomHex(32)
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(soultest.FreePort(t))
+	s := soultest.Start(t, soultest.Options{Database: soultest.Postgres, Redis: true,
+		Caddyfile: observedCaddyfile(t, logFile),
+		Env:       map[string]string{"SECRET_KEY": secret, "METRICS_ADDRESS": metricsAddr, "LOG_LEVEL": "DEBUG"}})
+	c := &flowClient{t: t, s: s, ip: "203.0.113.77"}
+	// Counters live as long as the process: the flow's are the difference.
+	before := scrape(t, "http://"+metricsAddr+"/metrics")
+	phone := fmt.Sprintf("+4474009%05d", time.Now().UnixNano()%100000)
+	secrets := []string{secret, phone, strings.TrimPrefix(phone, "+")}
+
+	var sent soulauth.OTPSent
+	c.do(http.MethodPost, soulauth.PathOTPRequest, map[string]string{"phone": phone}, http.StatusOK).JSON(t, &sent)
+	wrong := "000000"
+	if sent.PreviewCode == wrong {
+		wrong = "111111"
+	}
+	c.do(http.MethodPost, soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": wrong}, http.StatusUnauthorized)
+	var pair soulauth.TokenPair
+	c.do(http.MethodPost, soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": sent.PreviewCode}, http.StatusOK).JSON(t, &pair)
+	secrets = append(secrets, sent.PreviewCode, pair.AccessToken, pair.RefreshToken)
+
+	var next soulauth.TokenPair
+	c.do(http.MethodPost, soulauth.PathRefresh, map[string]string{"refresh_token": pair.RefreshToken}, http.StatusOK).JSON(t, &next)
+	secrets = append(secrets, next.AccessToken, next.RefreshToken)
+	// Reuse after the grace window: the session is revoked, with a warning.
+	db, _, err := database.Open(context.Background(), database.Config{URL: s.DatabaseURL}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(context.Background(), "UPDATE sessions SET rotated_at = ?", time.Now().UTC().Add(-time.Minute).Truncate(time.Microsecond)); err != nil {
+		t.Fatal(err)
+	}
+	c.do(http.MethodPost, soulauth.PathRefresh, map[string]string{"refresh_token": pair.RefreshToken}, http.StatusUnauthorized)
+
+	code, last := c.signIn(phone)
+	secrets = append(secrets, code, last.AccessToken, last.RefreshToken)
+	bearer := "Bearer " + last.AccessToken
+	note := "private-note-" + soultest.RandomHex(8)
+	secrets = append(secrets, note)
+	c.do(http.MethodPost, soulmoods.PathMoods, map[string]any{"score": 7, "note": note, "tags": []string{"work"}}, http.StatusCreated, "Authorization", bearer)
+	c.do(http.MethodGet, soulmoods.PathMoods+"?limit=5", nil, http.StatusOK, "Authorization", bearer, "Cookie", "session="+secret)
+	c.do(http.MethodGet, "/healthz", nil, http.StatusOK)
+	c.do(http.MethodPost, soulauth.PathLogout, map[string]string{"refresh_token": last.RefreshToken}, http.StatusNoContent)
+	code, gone := c.signIn(phone)
+	secrets = append(secrets, code, gone.AccessToken, gone.RefreshToken)
+	c.do(http.MethodDelete, soulauth.PathMe, nil, http.StatusNoContent, "Authorization", "Bearer "+gone.AccessToken)
+
+	page := scrape(t, "http://"+metricsAddr+"/metrics")
+
+	logs, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The checks are only worth something if the run was logged.
+	for _, want := range []string{"sign-in code sent", "signed in", "refresh token reused", "account deleted",
+		`"level":"debug"`, `"logger":"http.log.access.log0"`, `"uri":"/api/moods?limit=5"`, `"phone":"+44*`} {
+		if !bytes.Contains(logs, []byte(want)) {
+			t.Fatalf("the logs lack %q; is the capture working?\n%s", want, logs)
+		}
+	}
+	for _, sec := range secrets {
+		if bytes.Contains(logs, []byte(sec)) {
+			t.Errorf("the logs contain a secret of the run (%d characters: %.4s...)", len(sec), sec)
+		}
+	}
+	// A header echo would show a token's payload segment even if cut.
+	for _, tok := range []string{pair.AccessToken, next.AccessToken, last.AccessToken, gone.AccessToken} {
+		if bytes.Contains(logs, []byte(strings.Split(tok, ".")[1])) {
+			t.Error("the logs contain an access token's payload")
+		}
+	}
+	for _, line := range bytes.Split(logs, []byte("\n")) {
+		if !bytes.Contains(line, []byte(`"logger":"http.log.access`)) {
+			continue
+		}
+		if bytes.Contains(line, []byte(`"Authorization"`)) || bytes.Contains(line, []byte(`"Cookie"`)) {
+			t.Errorf("an access log entry names a credential header: %s", line)
+		}
+		if bytes.Contains(line, []byte(`"uri":"/healthz"`)) {
+			t.Errorf("/healthz in the access log: %s", line)
+		}
+	}
+
+	checkMetricsPage(t, before, page)
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("scraping %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scraping %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(body)
+}
+
+// checkMetricsPage checks the metrics a flow leaves, that every metric the
+// alert rules name is exported, and that no label carries a phone, id or
+// raw path.
+func checkMetricsPage(t *testing.T, before, page string) {
+	t.Helper()
+	for series, want := range map[string]float64{
+		`soul_otp_sends_total{result="ok"}`:                                                    3,
+		`soul_otp_checks_total{result="invalid_code"}`:                                         1,
+		`soul_otp_checks_total{result="ok"}`:                                                   3,
+		`soul_refreshes_total{result="ok"}`:                                                    1,
+		`soul_refreshes_total{result="reused"}`:                                                1,
+		`soul_rate_limit_decisions_total{decision="allowed",policy="default",storage="redis"}`: 3,
+		`soul_rate_limit_fallbacks_total`:                                                      0,
+	} {
+		if got := sample(page, series) - sample(before, series); got != want {
+			t.Errorf("%s grew by %v in the flow, want %v", series, got, want)
+		}
+	}
+	for _, want := range []string{`soul_health_up{dependency="database"} 1`, `soul_health_up{dependency="redis"} 1`} {
+		if !strings.Contains(page, want+"\n") {
+			t.Errorf("the metrics page lacks %q", want)
+		}
+	}
+	rules, err := os.ReadFile(filepath.Join(soultest.RepoRoot(), "ops", "prometheus", "alerts.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\b(?:soul|caddy)_[a-z_]*[a-z]\b`).FindAllString(string(rules), -1) {
+		names[m] = true
+	}
+	if len(names) < 5 {
+		t.Fatalf("found only %v in alerts.yml", names)
+	}
+	for name := range names {
+		if !regexp.MustCompile(`(?m)^` + name + `[{ ]`).MatchString(page) {
+			t.Errorf("alerts.yml uses %s, which /metrics does not export", name)
+		}
+	}
+	for _, bad := range []*regexp.Regexp{
+		regexp.MustCompile(`\+?\d{9,}`),
+		regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-`),
+		regexp.MustCompile(`"/api/[^"]*"`),
+	} {
+		for _, line := range strings.Split(page, "\n") {
+			if strings.HasPrefix(line, "soul_") && bad.MatchString(line) {
+				t.Errorf("a label looks unbounded: %s", line)
+			}
+		}
+	}
+	var excerpt []string
+	for _, line := range strings.Split(page, "\n") {
+		if strings.HasPrefix(line, "soul_") || strings.HasPrefix(line, "caddy_http_request_duration_seconds_count") {
+			excerpt = append(excerpt, line)
+		}
+	}
+	t.Logf("metrics after the flow (excerpt):\n%s", strings.Join(excerpt, "\n"))
+	if out := os.Getenv("SOUL_METRICS_EXCERPT"); out != "" {
+		_ = os.WriteFile(out, []byte(strings.Join(excerpt, "\n")+"\n"), 0o644)
+	}
+}
+
+// sample is the value of one series on a metrics page; 0 when absent.
+func sample(page, series string) float64 {
+	for _, line := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}

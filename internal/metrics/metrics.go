@@ -1,0 +1,159 @@
+// Package metrics holds the SOUL API's own Prometheus collectors. Every
+// label has a small, fixed set of values (a result, a policy name from the
+// config, a storage kind): never a user id, phone, mood id or raw path.
+//
+// The collectors are package-level so their counts survive config reloads;
+// Register adds them to the registry of each config (Caddy gives every
+// config its own), which Caddy serves at the admin endpoint's /metrics and
+// the soul_metrics app on METRICS_ADDRESS.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const namespace = "soul"
+
+// Results of OTP sends and checks, refreshes.
+const (
+	ResultOK            = "ok"
+	ResultInvalidPhone  = "invalid_phone"
+	ResultInvalidCode   = "invalid_code"
+	ResultExpired       = "expired"
+	ResultTooManyTries  = "too_many_attempts"
+	ResultLimited       = "limited"
+	ResultProviderError = "provider_error"
+	ResultInvalid       = "invalid"
+	ResultReused        = "reused"
+	ResultError         = "error"
+)
+
+var (
+	// OTPSends counts code requests by result.
+	OTPSends = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "otp_sends_total",
+		Help: "Sign-in code requests by result (ok, invalid_phone, limited, provider_error, error).",
+	}, []string{"result"})
+	// OTPChecks counts code verifications by result.
+	OTPChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "otp_checks_total",
+		Help: "Sign-in code checks by result (ok, invalid_code, expired, too_many_attempts, limited, provider_error, invalid_phone, error).",
+	}, []string{"result"})
+	// Refreshes counts refresh-token rotations by result; "reused" is a
+	// detected reuse that revoked its session.
+	Refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "refreshes_total",
+		Help: "Refresh-token rotations by result (ok, invalid, reused, limited, error).",
+	}, []string{"result"})
+	// RateLimitDecisions counts soul_rate_limit decisions.
+	RateLimitDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "rate_limit_decisions_total",
+		Help: "Rate-limit decisions by policy, storage (redis, local) and decision (allowed, limited).",
+	}, []string{"policy", "storage", "decision"})
+	// RedisErrors counts the Redis failures that sent the limiter to
+	// per-instance memory (at most one per back-off).
+	RedisErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "rate_limit_redis_errors_total",
+		Help: "Redis failures that sent rate limits to per-instance memory (at most one per back-off).",
+	})
+	// ErrorReports counts errors sent to Sentry.
+	ErrorReports = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "error_reports_total",
+		Help: "Errors reported to Sentry, by kind (panic, server_error).",
+	}, []string{"kind"})
+)
+
+var all = []prometheus.Collector{OTPSends, OTPChecks, Refreshes, RateLimitDecisions, RedisErrors, ErrorReports, fallbacks}
+
+// fallbacks sums the Fallbacks() of the live limiters.
+var fallbacks = prometheus.NewCounterFunc(prometheus.CounterOpts{
+	Namespace: namespace, Name: "rate_limit_fallbacks_total",
+	Help: "Rate-limit checks answered from per-instance memory because Redis was down.",
+}, func() float64 {
+	var n uint64
+	fallbackSources.Range(func(_, v any) bool {
+		n += v.(func() uint64)()
+		return true
+	})
+	return float64(n)
+})
+
+var fallbackSources sync.Map
+
+// AddFallbackSource counts f's fallbacks in soul_rate_limit_fallbacks_total
+// until RemoveFallbackSource(key).
+func AddFallbackSource(key any, f func() uint64) { fallbackSources.Store(key, f) }
+
+// RemoveFallbackSource stops counting key's fallbacks.
+func RemoveFallbackSource(key any) { fallbackSources.Delete(key) }
+
+// Register adds the collectors to reg; registering twice is not an error,
+// so every module's Provision may call it.
+func Register(reg *prometheus.Registry) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range all {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Decision names a rate-limit outcome.
+func Decision(allowed bool) string {
+	if allowed {
+		return "allowed"
+	}
+	return "limited"
+}
+
+// Health reports whether the database and Redis answer, as gauges checked
+// when Prometheus scrapes: no goroutine to outlive a config.
+type Health struct {
+	check func(context.Context) (db, redis, redisConfigured bool)
+	desc  *prometheus.Desc
+}
+
+// NewHealth returns the collector of soul_health_up; check must bound its
+// own time.
+func NewHealth(check func(context.Context) (db, redis, redisConfigured bool)) *Health {
+	return &Health{check: check, desc: prometheus.NewDesc(namespace+"_health_up",
+		"1 when the dependency answered its health check at scrape time (database, redis; redis only when configured).",
+		[]string{"dependency"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (h *Health) Describe(ch chan<- *prometheus.Desc) { ch <- h.desc }
+
+// Collect implements prometheus.Collector.
+func (h *Health) Collect(ch chan<- prometheus.Metric) {
+	db, redis, redisConfigured := h.check(context.Background())
+	ch <- prometheus.MustNewConstMetric(h.desc, prometheus.GaugeValue, b2f(db), "database")
+	if redisConfigured {
+		ch <- prometheus.MustNewConstMetric(h.desc, prometheus.GaugeValue, b2f(redis), "redis")
+	}
+}
+
+// RegisterHealth adds h to reg unless an equal collector is already there
+// (a second /healthz route of the same config).
+func RegisterHealth(reg *prometheus.Registry, h *Health) {
+	if reg != nil {
+		_ = reg.Register(h)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
