@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -167,13 +165,7 @@ func TestRequestErrors(t *testing.T) {
 // TestLogsHoldNoSecrets runs a whole sign-in at DEBUG with Caddy's logs in
 // a file and looks for every secret of the run in it.
 func TestLogsHoldNoSecrets(t *testing.T) {
-	logFile := filepath.Join(t.TempDir(), "caddy.log")
-	caddyfile := relaxedCaddyfile(t)
-	const anchor = "level {$LOG_LEVEL:INFO}"
-	if !strings.Contains(caddyfile, anchor) {
-		t.Fatalf("Caddyfile has no %q", anchor)
-	}
-	caddyfile = strings.Replace(caddyfile, anchor, "output file "+logFile+"\n\t\tlevel DEBUG", 1)
+	caddyfile, readLogs := soultest.CaptureLogs(t, relaxedCaddyfile(t))
 	secret := soultest.RandomHex(32)
 
 	s := soultest.Start(t, soultest.Options{Database: soultest.Postgres, Redis: true, Caddyfile: caddyfile,
@@ -206,10 +198,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	wantStatus(t, c.post(soulauth.PathLogout, map[string]string{"refresh_token": last.RefreshToken}), http.StatusNoContent)
 	wantProblem(t, c.withToken(http.MethodGet, soulauth.PathMe, last.AccessToken), http.StatusUnauthorized, "invalid_token")
 
-	logs, err := os.ReadFile(logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	logs := readLogs()
 	// The check is only worth something if the run was logged.
 	for _, want := range []string{"sign-in code sent", "signed in", "refresh token reused", `"level":"debug"`} {
 		if !bytes.Contains(logs, []byte(want)) {

@@ -227,6 +227,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 			return h.deleteMe(w, r)
 		}
 		return methodNotAllowed(http.MethodGet, http.MethodDelete)
+	case PathExport:
+		if r.Method != http.MethodGet {
+			return methodNotAllowed(http.MethodGet)
+		}
+		return h.export(w, r)
 	}
 	return caddyhttp.Error(http.StatusNotFound, problem.From(nil, http.StatusNotFound))
 }

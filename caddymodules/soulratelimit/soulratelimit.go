@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/soulapp/soul/caddymodules/soul"
+	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/limiterpool"
 	"github.com/soulapp/soul/internal/metrics"
@@ -121,6 +122,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if h.Key == KeyUser {
+		// So that deleting an account forgets this policy's entries even
+		// before any request of this process has used it.
+		if err := lim.Register(h.rule); err != nil {
+			_ = release()
+			return err
+		}
+	}
 	h.lim, h.release = lim, release
 	h.now = time.Now
 	h.logger.Info("rate limit policy ready",
@@ -193,7 +202,7 @@ func (h *Handler) subject(r *http.Request) string {
 	if h.issuer != nil {
 		if raw, ok := bearer(r.Header.Get("Authorization")); ok {
 			if c, err := h.issuer.Verify(raw); err == nil && c.UserID != "" {
-				return "user:" + c.UserID
+				return auth.UserSubject(c.UserID)
 			}
 		}
 	}

@@ -50,6 +50,13 @@ func (l Limits) phoneRules() []limiter.Rule {
 	return []limiter.Rule{l.SendPerPhone, l.SendPerDay, l.AttemptsPerCode}
 }
 
+// UserSubject is the limiter key of a signed-in user in the per-user
+// policies. It lives here so that the policies and DeleteUser, which
+// forgets the user's entries, cannot disagree on it.
+func UserSubject(userID string) string {
+	return "user:" + userID
+}
+
 // Config assembles a Service.
 type Config struct {
 	DB       *bun.DB
@@ -96,6 +103,10 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	if cfg.Limits == (Limits{}) {
 		cfg.Limits = DefaultLimits()
+	}
+	// Known to Forget from the start, not only once a code has been sent.
+	if err := cfg.Limiter.Register(cfg.Limits.phoneRules()...); err != nil {
+		return nil, err
 	}
 	if cfg.RefreshTTL <= 0 {
 		cfg.RefreshTTL = 30 * 24 * time.Hour
@@ -429,7 +440,9 @@ func (s *Service) User(ctx context.Context, id uuid.UUID) (User, error) {
 
 // DeleteUser deletes the account with all it owns: moods, sessions and
 // idempotency records go by cascade, the phone's pending code here, and the
-// rate-limit entries of its phone and id last. It reports ErrNotFound when
+// rate-limit entries of its phone and id last, under every rule the limiter
+// knows (checked since start, or registered by the handlers that apply
+// them). It reports ErrNotFound when
 // there is no such account, and ErrLimitsKept when the account is deleted
 // but the limiter could not forget everything.
 func (s *Service) DeleteUser(ctx context.Context, id uuid.UUID) error {
@@ -453,6 +466,7 @@ func (s *Service) DeleteUser(ctx context.Context, id uuid.UUID) error {
 	if err := errors.Join(
 		s.limiter.Forget(ctx, u.Phone, s.limits.phoneRules()...),
 		s.limiter.Forget(ctx, id.String()),
+		s.limiter.Forget(ctx, UserSubject(id.String())),
 	); err != nil {
 		return fmt.Errorf("%w: %w", ErrLimitsKept, err)
 	}

@@ -315,10 +315,34 @@ func (l *Limiter) Reset(ctx context.Context, rule Rule, key string) error {
 	return l.deleteKeys(ctx, []string{l.storageKey(rule.Name, key)})
 }
 
+// Register makes Forget cover rules from now on, as if they had been
+// checked. Handlers register the rules they may apply to a user or a phone
+// when they are provisioned, so an account deleted right after a restart,
+// before any request has used those rules, loses their entries too.
+func (l *Limiter) Register(rules ...Rule) error {
+	for _, r := range rules {
+		if err := r.validate(); err != nil {
+			return err
+		}
+	}
+	for _, r := range rules {
+		l.seen.Store(r.Name, struct{}{})
+	}
+	return nil
+}
+
+// StorageKey is the storage key of key's entry under the named rule: what
+// Redis holds, the subject hidden by the HMAC. Tests use it to check that
+// an entry exists, or that Forget removed it.
+func (l *Limiter) StorageKey(rule, key string) string {
+	return l.storageKey(rule, key)
+}
+
 // Forget deletes every limiter entry derived from key (for account
 // deletion): under the rules given and under every rule this Limiter has
-// checked since it started. Keys are hashed per rule, so pass every rule
-// that may have been applied to key; the rest expire with their windows.
+// checked or had registered since it started. Keys are hashed per rule, so
+// pass or Register every rule that may have been applied to key; the rest
+// expire with their windows.
 func (l *Limiter) Forget(ctx context.Context, key string, rules ...Rule) error {
 	if key == "" {
 		return fmt.Errorf("%w: empty key", ErrInvalidCheck)
