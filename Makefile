@@ -5,7 +5,7 @@ SHELL := /bin/bash
 BIN   := bin/caddy
 GO_SOURCES := $(shell find . -name '*.go' -not -path './bin/*' 2>/dev/null) go.mod go.sum xcaddy.json $(wildcard migrations/*/*.sql)
 
-.PHONY: build run test test-go fuzz bench lint clean
+.PHONY: build run test test-go fuzz bench bench-run bench-micro lint clean
 
 ## build: the binary from xcaddy.json (xcaddy, pinned), into bin/caddy
 build: $(BIN)
@@ -36,6 +36,21 @@ test-go:
 	# point them into the throwaway directory, not $$HOME.
 	XDG_DATA_HOME=$${SOUL_TEST_TMPDIR:-$$(mktemp -d)}/xdg-data XDG_CONFIG_HOME=$${SOUL_TEST_TMPDIR:-$$(mktemp -d)}/xdg-config \
 	  go test -race -count=1 -timeout 20m ./...
+
+## bench: the built binary on throwaway Postgres and Redis, every route side
+## by side with a constant-answer baseline (bench/results.json, .png), then the
+## micro-benchmarks of the hot paths; about four minutes
+bench: $(BIN)
+	scripts/testenv.sh $(MAKE) --no-print-directory bench-run bench-micro
+
+# The load run proper; needs the services (make bench provides them).
+bench-run:
+	go run ./bench/cmd/soulbench -binary $(BIN) -out bench/results.json -png bench/results.png -cpuprofile bench/cpu.pprof
+
+# Token verification, limiter check and mood-list encoding, benchstat-ready.
+bench-micro:
+	go test -run '^$$' -bench 'BenchmarkVerify$$|BenchmarkAllow|BenchmarkEncodeMoodList' -benchmem -count 5 -benchtime 300ms \
+		./internal/token ./internal/limiter ./bench
 
 clean:
 	rm -rf bin
