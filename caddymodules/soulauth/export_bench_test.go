@@ -32,14 +32,14 @@ func BenchmarkExport100k(b *testing.B) {
 			}})
 			phone := newPhone()
 			resp := s.Do(http.MethodPost, soulauth.PathOTPRequest, map[string]string{"phone": phone})
-			wantStatus(b, resp, http.StatusOK)
+			soultest.WantStatus(b, resp, http.StatusOK)
 			var sent soulauth.OTPSent
 			resp.JSON(b, &sent)
 			resp = s.Do(http.MethodPost, soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": sent.PreviewCode})
-			wantStatus(b, resp, http.StatusOK)
+			soultest.WantStatus(b, resp, http.StatusOK)
 			var pair soulauth.TokenPair
 			resp.JSON(b, &pair)
-			insertMoods(b, openDB(b, s), pair.User.ID, moods, "bench")
+			insertMoods(b, s.OpenDB(b), pair.User.ID, moods, "bench")
 
 			// The body is counted and dropped, so the client holds none of it.
 			export := func() int64 {

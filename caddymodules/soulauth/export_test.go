@@ -57,7 +57,7 @@ var exportFilename = regexp.MustCompile(`^attachment; filename="soul-export-\d{4
 
 func decodeExport(t *testing.T, resp *soultest.Response) exportDoc {
 	t.Helper()
-	wantStatus(t, resp, http.StatusOK)
+	soultest.WantStatus(t, resp, http.StatusOK)
 	if cd := resp.Header.Get("Content-Disposition"); !exportFilename.MatchString(cd) {
 		t.Fatalf("Content-Disposition %q", cd)
 	}
@@ -85,7 +85,7 @@ func TestExport(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.Client.Transport = checker.Transport(t, nil)
-			db := openDB(t, s)
+			db := s.OpenDB(t)
 
 			alice, bob := newClient(t, s), newClient(t, s)
 			alicePhone := newPhone()
@@ -96,7 +96,7 @@ func TestExport(t *testing.T) {
 			insertMoods(t, db, b.User.ID, 7, "bob")
 			// A mood through the API too, with the newest recorded_at.
 			resp := alice.do(http.MethodPost, "/api/moods", map[string]any{"score": 9, "note": "fresh"}, "Authorization", "Bearer "+a.AccessToken)
-			wantStatus(t, resp, http.StatusCreated)
+			soultest.WantStatus(t, resp, http.StatusCreated)
 			var fresh mood.Mood
 			resp.JSON(t, &fresh)
 
@@ -123,7 +123,7 @@ func TestExport(t *testing.T) {
 					t.Fatalf("mood %d: %+v", i, m)
 				}
 			}
-			if n := count(t, db, "moods", "user_id = ?", a.User.ID); n != len(seen) {
+			if n := soultest.Count(t, db, "moods", "user_id = ?", a.User.ID); n != len(seen) {
 				t.Fatalf("exported %d distinct moods of %d", len(seen), n)
 			}
 
@@ -155,11 +155,11 @@ func TestExport(t *testing.T) {
 
 			// Only GET.
 			resp = alice.withToken(http.MethodPost, soulauth.PathExport, a.AccessToken)
-			wantProblem(t, resp, http.StatusMethodNotAllowed, "method_not_allowed")
+			soultest.WantProblem(t, resp, http.StatusMethodNotAllowed, "method_not_allowed")
 
 			// A closed session cannot export; the other device still can.
-			wantStatus(t, alice.post(soulauth.PathLogout, map[string]string{"refresh_token": a.RefreshToken}), http.StatusNoContent)
-			wantProblem(t, alice.withToken(http.MethodGet, soulauth.PathExport, a.AccessToken), http.StatusUnauthorized, "invalid_token")
+			soultest.WantStatus(t, alice.post(soulauth.PathLogout, map[string]string{"refresh_token": a.RefreshToken}), http.StatusNoContent)
+			soultest.WantProblem(t, alice.withToken(http.MethodGet, soulauth.PathExport, a.AccessToken), http.StatusUnauthorized, "invalid_token")
 			doc = decodeExport(t, alice.withToken(http.MethodGet, soulauth.PathExport, a2.AccessToken))
 			if len(doc.Sessions) != 1 || string(doc.Sessions[0]["id"]) == "" {
 				t.Fatalf("sessions after logout: %v", doc.Sessions)
@@ -168,16 +168,16 @@ func TestExport(t *testing.T) {
 			// the refused ones above too: the sixth is refused.
 			decodeExport(t, alice.withToken(http.MethodGet, soulauth.PathExport, a2.AccessToken))
 			resp = alice.withToken(http.MethodGet, soulauth.PathExport, a2.AccessToken)
-			wantProblem(t, resp, http.StatusTooManyRequests, "rate_limited")
+			soultest.WantProblem(t, resp, http.StatusTooManyRequests, "rate_limited")
 			if p := resp.Header.Get("RateLimit-Policy"); p == "" || p[:8] != `"export"` {
 				t.Fatalf("RateLimit-Policy %q, want the export policy", p)
 			}
 
 			// Gone: the account's tokens export nothing, delete nothing.
-			wantStatus(t, bob.withToken(http.MethodDelete, soulauth.PathMe, b.AccessToken), http.StatusNoContent)
-			wantProblem(t, bob.withToken(http.MethodGet, soulauth.PathExport, b.AccessToken), http.StatusUnauthorized, "invalid_token")
-			wantProblem(t, bob.withToken(http.MethodDelete, soulauth.PathMe, b.AccessToken), http.StatusUnauthorized, "invalid_token")
-			if n := count(t, db, "moods", "user_id = ?", b.User.ID); n != 0 {
+			soultest.WantStatus(t, bob.withToken(http.MethodDelete, soulauth.PathMe, b.AccessToken), http.StatusNoContent)
+			soultest.WantProblem(t, bob.withToken(http.MethodGet, soulauth.PathExport, b.AccessToken), http.StatusUnauthorized, "invalid_token")
+			soultest.WantProblem(t, bob.withToken(http.MethodDelete, soulauth.PathMe, b.AccessToken), http.StatusUnauthorized, "invalid_token")
+			if n := soultest.Count(t, db, "moods", "user_id = ?", b.User.ID); n != 0 {
 				t.Fatalf("%d of bob's moods left", n)
 			}
 		})

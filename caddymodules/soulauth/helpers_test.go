@@ -9,12 +9,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/uptrace/bun"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/soultest"
 )
 
@@ -66,7 +64,7 @@ func (c *client) signIn(phone string) soulauth.TokenPair {
 	c.t.Helper()
 	code := c.requestCode(phone)
 	resp := c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": code})
-	wantStatus(c.t, resp, http.StatusOK)
+	soultest.WantStatus(c.t, resp, http.StatusOK)
 	var pair soulauth.TokenPair
 	resp.JSON(c.t, &pair)
 	return pair
@@ -75,47 +73,10 @@ func (c *client) signIn(phone string) soulauth.TokenPair {
 func (c *client) requestCode(phone string) string {
 	c.t.Helper()
 	resp := c.post(soulauth.PathOTPRequest, map[string]string{"phone": phone})
-	wantStatus(c.t, resp, http.StatusOK)
+	soultest.WantStatus(c.t, resp, http.StatusOK)
 	var sent soulauth.OTPSent
 	resp.JSON(c.t, &sent)
 	return sent.PreviewCode
-}
-
-func wantStatus(t testing.TB, resp *soultest.Response, status int) {
-	t.Helper()
-	if resp.StatusCode != status {
-		t.Fatalf("%s %s: status %d, want %d; body %s", resp.Request.Method, resp.Request.URL.Path, resp.StatusCode, status, resp.Body)
-	}
-}
-
-// wantProblem checks a problem+json answer's status and code.
-func wantProblem(t testing.TB, resp *soultest.Response, status int, code string) {
-	t.Helper()
-	wantStatus(t, resp, status)
-	if p := resp.Problem(t); p.Code != code {
-		t.Fatalf("%s %s: code %q, want %q; body %s", resp.Request.Method, resp.Request.URL.Path, p.Code, code, resp.Body)
-	}
-}
-
-// openDB opens the test server's database beside it, for arranging rows
-// and checking what was written.
-func openDB(t testing.TB, s *soultest.Server) *bun.DB {
-	t.Helper()
-	db, _, err := database.Open(context.Background(), database.Config{URL: s.DatabaseURL, SQLitePath: s.SQLitePath}, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
-func count(t testing.TB, db *bun.DB, table, where string, args ...any) int {
-	t.Helper()
-	n, err := db.NewSelect().TableExpr(table).Where(where, args...).Count(context.Background())
-	if err != nil {
-		t.Fatalf("counting %s: %v", table, err)
-	}
-	return int(n)
 }
 
 func exec(t testing.TB, db *bun.DB, query string, args ...any) {

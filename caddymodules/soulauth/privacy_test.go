@@ -165,7 +165,7 @@ func TestDeleteMeLeavesNothing(t *testing.T) {
 	o := soultest.Options{Database: soultest.Postgres, RedisURL: redisURL, Caddyfile: relaxedCaddyfile(t),
 		Env: map[string]string{"SECRET_KEY": secret}}
 	s := soultest.Start(t, o)
-	db := openDB(t, s)
+	db := s.OpenDB(t)
 	rdb := redisClient(t, redisURL)
 	c := newClient(t, s)
 	phone := newPhone()
@@ -176,23 +176,23 @@ func TestDeleteMeLeavesNothing(t *testing.T) {
 	if code == wrong {
 		wrong = "111111"
 	}
-	wantProblem(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": wrong}), http.StatusUnauthorized, "invalid_code")
-	wantStatus(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": code}), http.StatusOK)
+	soultest.WantProblem(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": wrong}), http.StatusUnauthorized, "invalid_code")
+	soultest.WantStatus(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": code}), http.StatusOK)
 	pair := c.signIn(phone)
 	id := pair.User.ID.String()
 	bearer := []string{"Authorization", "Bearer " + pair.AccessToken}
 	for i := range 3 {
 		resp := c.do(http.MethodPost, "/api/moods", map[string]any{"score": i + 1, "note": "private"}, append(bearer, "Idempotency-Key", fmt.Sprint("k", i))...)
-		wantStatus(t, resp, http.StatusCreated)
+		soultest.WantStatus(t, resp, http.StatusCreated)
 	}
-	wantStatus(t, c.withToken(http.MethodGet, "/api/moods", pair.AccessToken), http.StatusOK)
-	wantStatus(t, c.withToken(http.MethodGet, soulauth.PathExport, pair.AccessToken), http.StatusOK)
+	soultest.WantStatus(t, c.withToken(http.MethodGet, "/api/moods", pair.AccessToken), http.StatusOK)
+	soultest.WantStatus(t, c.withToken(http.MethodGet, soulauth.PathExport, pair.AccessToken), http.StatusOK)
 	// A pending code with a wrong try: a challenge row and an attempts entry.
 	code = c.requestCode(phone)
 	if code == wrong {
 		wrong = "222222"
 	}
-	wantProblem(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": wrong}), http.StatusUnauthorized, "invalid_code")
+	soultest.WantProblem(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": wrong}), http.StatusUnauthorized, "invalid_code")
 
 	// Keys of this account's entries, named by the limiter's own function.
 	names := keyNamer(t, secret)
@@ -218,7 +218,7 @@ func TestDeleteMeLeavesNothing(t *testing.T) {
 		t.Fatalf("before the deletion the search finds only %v", hits)
 	}
 	for _, table := range []string{"otp_challenges", "sessions", "moods", "idempotency_keys"} {
-		if count(t, db, table, "1 = 1") == 0 {
+		if soultest.Count(t, db, table, "1 = 1") == 0 {
 			t.Fatalf("nothing in %s before the deletion: the search would prove nothing", table)
 		}
 	}
@@ -231,7 +231,7 @@ func TestDeleteMeLeavesNothing(t *testing.T) {
 	s = soultest.Start(t, o)
 	c = &client{t: t, s: s, ip: c.ip}
 
-	wantStatus(t, c.withToken(http.MethodDelete, soulauth.PathMe, pair.AccessToken), http.StatusNoContent)
+	soultest.WantStatus(t, c.withToken(http.MethodDelete, soulauth.PathMe, pair.AccessToken), http.StatusNoContent)
 
 	for _, hit := range dbMentions(t, db, id, digits) {
 		t.Errorf("after deletion: %s", hit)
@@ -247,10 +247,10 @@ func TestDeleteMeLeavesNothing(t *testing.T) {
 	}
 
 	// The account is gone: its tokens answer 401, a second deletion too.
-	wantProblem(t, c.withToken(http.MethodDelete, soulauth.PathMe, pair.AccessToken), http.StatusUnauthorized, "invalid_token")
-	wantProblem(t, c.withToken(http.MethodGet, soulauth.PathExport, pair.AccessToken), http.StatusUnauthorized, "invalid_token")
+	soultest.WantProblem(t, c.withToken(http.MethodDelete, soulauth.PathMe, pair.AccessToken), http.StatusUnauthorized, "invalid_token")
+	soultest.WantProblem(t, c.withToken(http.MethodGet, soulauth.PathExport, pair.AccessToken), http.StatusUnauthorized, "invalid_token")
 	resp := c.post(soulauth.PathRefresh, map[string]string{"refresh_token": pair.RefreshToken})
-	wantProblem(t, resp, http.StatusUnauthorized, "invalid_refresh_token")
+	soultest.WantProblem(t, resp, http.StatusUnauthorized, "invalid_refresh_token")
 	if bytes.Contains(resp.Body, []byte(digits)) {
 		t.Error("the refusal names the phone")
 	}
@@ -272,28 +272,28 @@ func TestMoodTextNeverLogged(t *testing.T) {
 	label, note, tag := "zqxlabel"+soultest.RandomHex(4), "zqxnote "+soultest.RandomHex(8), "zqxtag"+soultest.RandomHex(4)
 	secrets := []string{label, note, tag}
 	resp := c.do(http.MethodPost, "/api/moods", map[string]any{"score": 3, "label": label, "note": note, "tags": []string{tag}}, auth...)
-	wantStatus(t, resp, http.StatusCreated)
+	soultest.WantStatus(t, resp, http.StatusCreated)
 	loc := resp.Header.Get("Location")
-	wantStatus(t, c.do(http.MethodGet, loc, nil, auth...), http.StatusOK)
+	soultest.WantStatus(t, c.do(http.MethodGet, loc, nil, auth...), http.StatusOK)
 	note2 := "zqxpatched " + soultest.RandomHex(8)
 	secrets = append(secrets, note2)
-	wantStatus(t, c.do(http.MethodPatch, loc, map[string]any{"note": note2}, auth...), http.StatusOK)
-	wantStatus(t, c.do(http.MethodGet, "/api/moods", nil, auth...), http.StatusOK)
-	wantStatus(t, c.do(http.MethodGet, soulauth.PathExport, nil, auth...), http.StatusOK)
+	soultest.WantStatus(t, c.do(http.MethodPatch, loc, map[string]any{"note": note2}, auth...), http.StatusOK)
+	soultest.WantStatus(t, c.do(http.MethodGet, "/api/moods", nil, auth...), http.StatusOK)
+	soultest.WantStatus(t, c.do(http.MethodGet, soulauth.PathExport, nil, auth...), http.StatusOK)
 
 	// Refusals that quote nothing back still reach the error log at DEBUG.
 	long := "zqxlong" + strings.Repeat("y", 40)
 	badTag := "zqxbadtag" + strings.Repeat("z", 30)
 	secrets = append(secrets, long, badTag)
-	wantProblem(t, c.do(http.MethodPost, "/api/moods", map[string]any{"score": 3, "label": long}, auth...), http.StatusUnprocessableEntity, "validation_failed")
-	wantProblem(t, c.do(http.MethodPost, "/api/moods", map[string]any{"score": 3, "tags": []string{badTag}}, auth...), http.StatusUnprocessableEntity, "validation_failed")
-	wantProblem(t, c.do(http.MethodPatch, loc, map[string]any{"label": long}, auth...), http.StatusUnprocessableEntity, "validation_failed")
+	soultest.WantProblem(t, c.do(http.MethodPost, "/api/moods", map[string]any{"score": 3, "label": long}, auth...), http.StatusUnprocessableEntity, "validation_failed")
+	soultest.WantProblem(t, c.do(http.MethodPost, "/api/moods", map[string]any{"score": 3, "tags": []string{badTag}}, auth...), http.StatusUnprocessableEntity, "validation_failed")
+	soultest.WantProblem(t, c.do(http.MethodPatch, loc, map[string]any{"label": long}, auth...), http.StatusUnprocessableEntity, "validation_failed")
 	broken := `{"score": 3, "note": "zqxbroken ` + soultest.RandomHex(4) + `"`
 	secrets = append(secrets, strings.TrimPrefix(broken, `{"score": 3, "note": "`))
-	wantProblem(t, c.do(http.MethodPost, "/api/moods", broken, auth...), http.StatusBadRequest, "invalid_json")
+	soultest.WantProblem(t, c.do(http.MethodPost, "/api/moods", broken, auth...), http.StatusBadRequest, "invalid_json")
 	wrongType := "zqxtype" + soultest.RandomHex(4)
 	secrets = append(secrets, wrongType)
-	wantProblem(t, c.do(http.MethodPost, "/api/moods", map[string]any{"score": wrongType}, auth...), http.StatusBadRequest, "invalid_json")
+	soultest.WantProblem(t, c.do(http.MethodPost, "/api/moods", map[string]any{"score": wrongType}, auth...), http.StatusBadRequest, "invalid_json")
 
 	logs := readLogs()
 	for _, want := range []string{`"level":"debug"`, "validation_failed", "account exported", "signed in"} {

@@ -48,7 +48,7 @@ func TestForgedAccessTokens(t *testing.T) {
 			return base64.RawURLEncoding.EncodeToString(b)
 		}
 		// The control: built the same way with the right key, it passes.
-		wantStatus(t, c.withToken(http.MethodGet, soulauth.PathMe, sign([]byte(secret), jwt.SigningMethodHS256, same)), http.StatusOK)
+		soultest.WantStatus(t, c.withToken(http.MethodGet, soulauth.PathMe, sign([]byte(secret), jwt.SigningMethodHS256, same)), http.StatusOK)
 
 		tamperedClaims := map[string]any{}
 		for k, v := range claims {
@@ -75,7 +75,7 @@ func TestForgedAccessTokens(t *testing.T) {
 		for name, tok := range forged {
 			t.Run(name, func(t *testing.T) {
 				resp := c.withToken(http.MethodGet, soulauth.PathMe, tok)
-				wantProblem(t, resp, http.StatusUnauthorized, "invalid_token")
+				soultest.WantProblem(t, resp, http.StatusUnauthorized, "invalid_token")
 				if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer realm="soul", error="invalid_token"` {
 					t.Fatalf("WWW-Authenticate %q", got)
 				}
@@ -89,7 +89,7 @@ func TestForgedAccessTokens(t *testing.T) {
 				} else {
 					resp = c.do(http.MethodGet, soulauth.PathMe, nil, "Authorization", h)
 				}
-				wantProblem(t, resp, http.StatusUnauthorized, "unauthorized")
+				soultest.WantProblem(t, resp, http.StatusUnauthorized, "unauthorized")
 				if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer realm="soul"` {
 					t.Fatalf("WWW-Authenticate %q", got)
 				}
@@ -103,7 +103,7 @@ func TestRequestErrors(t *testing.T) {
 		c := newClient(t, s)
 		for _, path := range []string{soulauth.PathOTPRequest, soulauth.PathVerifyOTP, soulauth.PathRefresh, soulauth.PathLogout} {
 			resp := c.do(http.MethodGet, path, nil)
-			wantProblem(t, resp, http.StatusMethodNotAllowed, "method_not_allowed")
+			soultest.WantProblem(t, resp, http.StatusMethodNotAllowed, "method_not_allowed")
 			if resp.Header.Get("Allow") != "POST" {
 				t.Fatalf("%s: Allow %q", path, resp.Header.Get("Allow"))
 			}
@@ -112,12 +112,12 @@ func TestRequestErrors(t *testing.T) {
 			}
 		}
 		resp := c.do(http.MethodPost, soulauth.PathMe, nil)
-		wantProblem(t, resp, http.StatusMethodNotAllowed, "method_not_allowed")
+		soultest.WantProblem(t, resp, http.StatusMethodNotAllowed, "method_not_allowed")
 		if resp.Header.Get("Allow") != "GET, DELETE" {
 			t.Fatalf("Allow %q", resp.Header.Get("Allow"))
 		}
-		wantProblem(t, c.post("/api/auth/nope", map[string]string{}), http.StatusNotFound, "not_found")
-		wantProblem(t, c.do(http.MethodGet, "/api/nope", nil), http.StatusNotFound, "not_found")
+		soultest.WantProblem(t, c.post("/api/auth/nope", map[string]string{}), http.StatusNotFound, "not_found")
+		soultest.WantProblem(t, c.do(http.MethodGet, "/api/nope", nil), http.StatusNotFound, "not_found")
 
 		tests := []struct {
 			name, body, contentType string
@@ -150,12 +150,12 @@ func TestRequestErrors(t *testing.T) {
 				defer r.Body.Close()
 				var buf bytes.Buffer
 				_, _ = buf.ReadFrom(r.Body)
-				wantProblem(t, &soultest.Response{Response: r, Body: buf.Bytes()}, tt.status, tt.code)
+				soultest.WantProblem(t, &soultest.Response{Response: r, Body: buf.Bytes()}, tt.status, tt.code)
 			})
 		}
 
 		resp = c.post(soulauth.PathVerifyOTP, map[string]string{"phone": "", "code": "12ab"})
-		wantProblem(t, resp, http.StatusUnprocessableEntity, "validation_failed")
+		soultest.WantProblem(t, resp, http.StatusUnprocessableEntity, "validation_failed")
 		if p := resp.Problem(t); len(p.Errors) != 2 || p.Errors[0].Field != "phone" || p.Errors[1].Field != "code" {
 			t.Fatalf("errors %+v", p.Errors)
 		}
@@ -180,23 +180,23 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if code == wrong {
 		wrong = "111111"
 	}
-	wantProblem(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": wrong}), http.StatusUnauthorized, "invalid_code")
+	soultest.WantProblem(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": wrong}), http.StatusUnauthorized, "invalid_code")
 	pair := c.signIn(phone)
 	secrets = append(secrets, pair.AccessToken, pair.RefreshToken)
 	resp := c.post(soulauth.PathRefresh, map[string]string{"refresh_token": pair.RefreshToken})
-	wantStatus(t, resp, http.StatusOK)
+	soultest.WantStatus(t, resp, http.StatusOK)
 	var next soulauth.TokenPair
 	resp.JSON(t, &next)
 	secrets = append(secrets, next.AccessToken, next.RefreshToken)
 	// Reuse after the grace window, logged as a warning.
-	db := openDB(t, s)
+	db := s.OpenDB(t)
 	exec(t, db, "UPDATE sessions SET rotated_at = ?", time.Now().UTC().Add(-time.Minute).Truncate(time.Microsecond))
-	wantStatus(t, c.post(soulauth.PathRefresh, map[string]string{"refresh_token": pair.RefreshToken}), http.StatusUnauthorized)
+	soultest.WantStatus(t, c.post(soulauth.PathRefresh, map[string]string{"refresh_token": pair.RefreshToken}), http.StatusUnauthorized)
 	last := c.signIn(phone)
 	secrets = append(secrets, last.AccessToken, last.RefreshToken)
-	wantStatus(t, c.withToken(http.MethodGet, soulauth.PathMe, last.AccessToken), http.StatusOK)
-	wantStatus(t, c.post(soulauth.PathLogout, map[string]string{"refresh_token": last.RefreshToken}), http.StatusNoContent)
-	wantProblem(t, c.withToken(http.MethodGet, soulauth.PathMe, last.AccessToken), http.StatusUnauthorized, "invalid_token")
+	soultest.WantStatus(t, c.withToken(http.MethodGet, soulauth.PathMe, last.AccessToken), http.StatusOK)
+	soultest.WantStatus(t, c.post(soulauth.PathLogout, map[string]string{"refresh_token": last.RefreshToken}), http.StatusNoContent)
+	soultest.WantProblem(t, c.withToken(http.MethodGet, soulauth.PathMe, last.AccessToken), http.StatusUnauthorized, "invalid_token")
 
 	logs := readLogs()
 	// The check is only worth something if the run was logged.

@@ -31,7 +31,7 @@ func TestTwilio(t *testing.T) {
 			t.Run("approved", func(t *testing.T) {
 				phone := newPhone()
 				resp := request(phone)
-				wantStatus(t, resp, http.StatusOK)
+				soultest.WantStatus(t, resp, http.StatusOK)
 				var sent soulauth.OTPSent
 				resp.JSON(t, &sent)
 				if sent.PreviewCode != "" {
@@ -40,24 +40,24 @@ func TestTwilio(t *testing.T) {
 				if tw.Sent(phone) != 1 {
 					t.Fatalf("Twilio sent %d SMS, want 1", tw.Sent(phone))
 				}
-				wantStatus(t, verify(phone, twiliotest.DefaultCode), http.StatusOK)
+				soultest.WantStatus(t, verify(phone, twiliotest.DefaultCode), http.StatusOK)
 			})
 			t.Run("pending: wrong code", func(t *testing.T) {
 				phone := newPhone()
-				wantStatus(t, request(phone), http.StatusOK)
-				wantProblem(t, verify(phone, "000000"), http.StatusUnauthorized, "invalid_code")
-				wantStatus(t, verify(phone, twiliotest.DefaultCode), http.StatusOK)
+				soultest.WantStatus(t, request(phone), http.StatusOK)
+				soultest.WantProblem(t, verify(phone, "000000"), http.StatusUnauthorized, "invalid_code")
+				soultest.WantStatus(t, verify(phone, twiliotest.DefaultCode), http.StatusOK)
 			})
 			t.Run("60200 invalid phone", func(t *testing.T) {
 				phone := newPhone()
 				tw.Script(phone, twiliotest.Phone{Start: &twiliotest.InvalidParameter})
-				wantProblem(t, request(phone), http.StatusUnprocessableEntity, "invalid_phone")
+				soultest.WantProblem(t, request(phone), http.StatusUnprocessableEntity, "invalid_phone")
 			})
 			t.Run("60203 max sends", func(t *testing.T) {
 				phone := newPhone()
 				tw.Script(phone, twiliotest.Phone{Start: &twiliotest.MaxSendsReached})
 				resp := request(phone)
-				wantProblem(t, resp, http.StatusTooManyRequests, "too_many_attempts")
+				soultest.WantProblem(t, resp, http.StatusTooManyRequests, "too_many_attempts")
 				if resp.Header.Get("Retry-After") == "" {
 					t.Fatal("no Retry-After")
 				}
@@ -65,26 +65,26 @@ func TestTwilio(t *testing.T) {
 			t.Run("60202 max checks", func(t *testing.T) {
 				phone := newPhone()
 				tw.Script(phone, twiliotest.Phone{Check: &twiliotest.MaxChecksReached})
-				wantStatus(t, request(phone), http.StatusOK)
-				wantProblem(t, verify(phone, twiliotest.DefaultCode), http.StatusTooManyRequests, "too_many_attempts")
+				soultest.WantStatus(t, request(phone), http.StatusOK)
+				soultest.WantProblem(t, verify(phone, twiliotest.DefaultCode), http.StatusTooManyRequests, "too_many_attempts")
 			})
 			t.Run("20404 expired", func(t *testing.T) {
 				phone := newPhone()
-				wantStatus(t, request(phone), http.StatusOK)
+				soultest.WantStatus(t, request(phone), http.StatusOK)
 				tw.Expire(phone)
-				wantProblem(t, verify(phone, twiliotest.DefaultCode), http.StatusUnauthorized, "code_expired")
+				soultest.WantProblem(t, verify(phone, twiliotest.DefaultCode), http.StatusUnauthorized, "code_expired")
 			})
 			t.Run("500", func(t *testing.T) {
 				phone := newPhone()
 				tw.Script(phone, twiliotest.Phone{Start: &twiliotest.InternalError, Check: &twiliotest.InternalError})
-				wantProblem(t, request(phone), http.StatusBadGateway, "sms_provider_unavailable")
-				wantProblem(t, verify(phone, twiliotest.DefaultCode), http.StatusBadGateway, "sms_provider_unavailable")
+				soultest.WantProblem(t, request(phone), http.StatusBadGateway, "sms_provider_unavailable")
+				soultest.WantProblem(t, verify(phone, twiliotest.DefaultCode), http.StatusBadGateway, "sms_provider_unavailable")
 			})
 			t.Run("timeout", func(t *testing.T) {
 				phone := newPhone()
 				tw.Script(phone, twiliotest.Phone{Delay: 5 * time.Second})
 				start := time.Now()
-				wantProblem(t, request(phone), http.StatusBadGateway, "sms_provider_unavailable")
+				soultest.WantProblem(t, request(phone), http.StatusBadGateway, "sms_provider_unavailable")
 				if time.Since(start) > 4*time.Second {
 					t.Fatal("the Twilio timeout was not applied")
 				}
@@ -92,7 +92,7 @@ func TestTwilio(t *testing.T) {
 			t.Run("test numbers skip Twilio", func(t *testing.T) {
 				// Covered with its own server below; here the listed number
 				// is absent, so it is an ordinary (invalid) number.
-				wantProblem(t, request("+15555550100"), http.StatusUnprocessableEntity, "invalid_phone")
+				soultest.WantProblem(t, request("+15555550100"), http.StatusUnprocessableEntity, "invalid_phone")
 			})
 			for _, r := range tw.Requests() {
 				if r.Invalid != nil {
@@ -116,11 +116,11 @@ func TestTestNumbers(t *testing.T) {
 	forEachDatabase(t, soultest.Options{Env: env}, func(t *testing.T, s *soultest.Server) {
 		c := newClient(t, s)
 		resp := c.post(soulauth.PathOTPRequest, map[string]string{"phone": "+1 (555) 555-0100"})
-		wantStatus(t, resp, http.StatusOK)
-		wantProblem(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": "+15555550100", "code": "111111"}),
+		soultest.WantStatus(t, resp, http.StatusOK)
+		soultest.WantProblem(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": "+15555550100", "code": "111111"}),
 			http.StatusUnauthorized, "invalid_code")
 		resp = c.post(soulauth.PathVerifyOTP, map[string]string{"phone": "+15555550100", "code": "246810"})
-		wantStatus(t, resp, http.StatusOK)
+		soultest.WantStatus(t, resp, http.StatusOK)
 		var pair soulauth.TokenPair
 		resp.JSON(t, &pair)
 		if pair.User.Phone != "+15555550100" {
@@ -130,12 +130,12 @@ func TestTestNumbers(t *testing.T) {
 			t.Fatalf("Twilio was called %d times for a test number", len(tw.Requests()))
 		}
 		// A neighbour of the listed number is not let in loosely.
-		wantProblem(t, c.post(soulauth.PathOTPRequest, map[string]string{"phone": "+15555550101"}), http.StatusUnprocessableEntity, "invalid_phone")
+		soultest.WantProblem(t, c.post(soulauth.PathOTPRequest, map[string]string{"phone": "+15555550101"}), http.StatusUnprocessableEntity, "invalid_phone")
 	})
 
 	env["OTP_TEST_NUMBERS_VALID_UNTIL"] = time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	forEachDatabase(t, soultest.Options{Env: env}, func(t *testing.T, s *soultest.Server) {
-		wantProblem(t, newClient(t, s).post(soulauth.PathOTPRequest, map[string]string{"phone": "+15555550100"}),
+		soultest.WantProblem(t, newClient(t, s).post(soulauth.PathOTPRequest, map[string]string{"phone": "+15555550100"}),
 			http.StatusUnprocessableEntity, "invalid_phone")
 	})
 }

@@ -1,20 +1,16 @@
 package soulmoods_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
-	"github.com/uptrace/bun"
 
 	"github.com/soulapp/soul/api"
 	"github.com/soulapp/soul/caddymodules/soulauth"
 	"github.com/soulapp/soul/internal/contract"
-	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/mood"
 	"github.com/soulapp/soul/internal/soultest"
 )
@@ -65,11 +61,11 @@ func signIn(t testing.TB, s *soultest.Server) *user {
 	u := &user{t: t, s: s, ip: fmt.Sprintf("198.51.%d.%d", n/250, n%250+1)}
 	phone := fmt.Sprintf("+4474002%05d", n)
 	resp := s.Do(http.MethodPost, soulauth.PathOTPRequest, map[string]string{"phone": phone}, "X-Forwarded-For", u.ip)
-	wantStatus(t, resp, http.StatusOK)
+	soultest.WantStatus(t, resp, http.StatusOK)
 	var sent soulauth.OTPSent
 	resp.JSON(t, &sent)
 	resp = s.Do(http.MethodPost, soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": sent.PreviewCode}, "X-Forwarded-For", u.ip)
-	wantStatus(t, resp, http.StatusOK)
+	soultest.WantStatus(t, resp, http.StatusOK)
 	var pair soulauth.TokenPair
 	resp.JSON(t, &pair)
 	u.id, u.token = pair.User.ID, pair.AccessToken
@@ -85,46 +81,11 @@ func (u *user) do(method, path string, body any, headers ...string) *soultest.Re
 func (u *user) create(body any, headers ...string) mood.Mood {
 	u.t.Helper()
 	resp := u.do(http.MethodPost, "/api/moods", body, headers...)
-	wantStatus(u.t, resp, http.StatusCreated)
+	soultest.WantStatus(u.t, resp, http.StatusCreated)
 	var m mood.Mood
 	resp.JSON(u.t, &m)
 	if loc := resp.Header.Get("Location"); loc != "/api/moods/"+m.ID.String() {
 		u.t.Fatalf("Location %q for mood %s", loc, m.ID)
 	}
 	return m
-}
-
-func wantStatus(t testing.TB, resp *soultest.Response, status int) {
-	t.Helper()
-	if resp.StatusCode != status {
-		t.Fatalf("%s %s: status %d, want %d; body %s", resp.Request.Method, resp.Request.URL, resp.StatusCode, status, resp.Body)
-	}
-}
-
-func wantProblem(t testing.TB, resp *soultest.Response, status int, code string) {
-	t.Helper()
-	wantStatus(t, resp, status)
-	if p := resp.Problem(t); p.Code != code {
-		t.Fatalf("%s %s: code %q, want %q; body %s", resp.Request.Method, resp.Request.URL, p.Code, code, resp.Body)
-	}
-}
-
-// openDB opens the server's database beside it, to arrange rows.
-func openDB(t testing.TB, s *soultest.Server) *bun.DB {
-	t.Helper()
-	db, _, err := database.Open(context.Background(), database.Config{URL: s.DatabaseURL, SQLitePath: s.SQLitePath}, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
-func count(t testing.TB, db *bun.DB, table, where string, args ...any) int {
-	t.Helper()
-	n, err := db.NewSelect().TableExpr(table).Where(where, args...).Count(context.Background())
-	if err != nil {
-		t.Fatalf("counting %s: %v", table, err)
-	}
-	return int(n)
 }

@@ -30,7 +30,7 @@ func TestMoodLifecycle(t *testing.T) {
 		}
 
 		resp := u.do(http.MethodGet, "/api/moods/"+m.ID.String(), nil)
-		wantStatus(t, resp, http.StatusOK)
+		soultest.WantStatus(t, resp, http.StatusOK)
 		var got mood.Mood
 		resp.JSON(t, &got)
 		if !reflect.DeepEqual(got, m) {
@@ -45,7 +45,7 @@ func TestMoodLifecycle(t *testing.T) {
 
 		// PATCH: absent keeps, null clears.
 		resp = u.do(http.MethodPatch, "/api/moods/"+m.ID.String(), `{"label":null,"score":3}`)
-		wantStatus(t, resp, http.StatusOK)
+		soultest.WantStatus(t, resp, http.StatusOK)
 		var patched mood.Mood
 		resp.JSON(t, &patched)
 		if patched.Label != nil || patched.Score != 3 || *patched.Note != "a walk" || !reflect.DeepEqual(patched.Tags, m.Tags) {
@@ -58,15 +58,15 @@ func TestMoodLifecycle(t *testing.T) {
 			t.Errorf("cleared label not null: %s", resp.Body)
 		}
 		resp = u.do(http.MethodPatch, "/api/moods/"+m.ID.String(), `{"note":null,"tags":[]}`)
-		wantStatus(t, resp, http.StatusOK)
+		soultest.WantStatus(t, resp, http.StatusOK)
 		resp.JSON(t, &patched)
 		if patched.Note != nil || len(patched.Tags) != 0 || !strings.Contains(string(resp.Body), `"tags":[]`) {
 			t.Errorf("after clearing: %s", resp.Body)
 		}
-		wantProblem(t, u.do(http.MethodPatch, "/api/moods/"+m.ID.String(), `{"score":null}`), http.StatusUnprocessableEntity, "validation_failed")
+		soultest.WantProblem(t, u.do(http.MethodPatch, "/api/moods/"+m.ID.String(), `{"score":null}`), http.StatusUnprocessableEntity, "validation_failed")
 
 		resp = u.do(http.MethodGet, "/api/moods", nil)
-		wantStatus(t, resp, http.StatusOK)
+		soultest.WantStatus(t, resp, http.StatusOK)
 		var list []mood.Mood
 		resp.JSON(t, &list)
 		if len(list) != 1 || list[0].ID != m.ID || resp.Header.Get("Link") != "" {
@@ -74,15 +74,15 @@ func TestMoodLifecycle(t *testing.T) {
 		}
 
 		resp = u.do(http.MethodDelete, "/api/moods/"+m.ID.String(), nil)
-		wantStatus(t, resp, http.StatusNoContent)
+		soultest.WantStatus(t, resp, http.StatusNoContent)
 		if len(resp.Body) != 0 {
 			t.Errorf("204 with body %q", resp.Body)
 		}
-		wantProblem(t, u.do(http.MethodGet, "/api/moods/"+m.ID.String(), nil), http.StatusNotFound, "not_found")
-		wantProblem(t, u.do(http.MethodDelete, "/api/moods/"+m.ID.String(), nil), http.StatusNotFound, "not_found")
+		soultest.WantProblem(t, u.do(http.MethodGet, "/api/moods/"+m.ID.String(), nil), http.StatusNotFound, "not_found")
+		soultest.WantProblem(t, u.do(http.MethodDelete, "/api/moods/"+m.ID.String(), nil), http.StatusNotFound, "not_found")
 
 		resp = u.do(http.MethodGet, "/api/moods", nil)
-		wantStatus(t, resp, http.StatusOK)
+		soultest.WantStatus(t, resp, http.StatusOK)
 		if strings.TrimSpace(string(resp.Body)) != "[]" {
 			t.Errorf("empty list = %s, want []", resp.Body)
 		}
@@ -103,7 +103,7 @@ func TestRoutingAndAuth(t *testing.T) {
 		{http.MethodPut, "/api/moods/" + m.ID.String(), "GET, PATCH, DELETE"},
 	} {
 		resp := u.do(c.method, c.path, nil)
-		wantProblem(t, resp, http.StatusMethodNotAllowed, "method_not_allowed")
+		soultest.WantProblem(t, resp, http.StatusMethodNotAllowed, "method_not_allowed")
 		if got := resp.Header.Get("Allow"); got != c.allow {
 			t.Errorf("%s %s: Allow %q, want %q", c.method, c.path, got, c.allow)
 		}
@@ -111,18 +111,18 @@ func TestRoutingAndAuth(t *testing.T) {
 
 	// Malformed ids are simply not found.
 	for _, id := range []string{"nope", "123", strings.ToUpper(m.ID.String()), "{" + m.ID.String() + "}", m.ID.String() + "/x", ""} {
-		wantProblem(t, u.do(http.MethodGet, "/api/moods/"+id, nil), http.StatusNotFound, "not_found")
+		soultest.WantProblem(t, u.do(http.MethodGet, "/api/moods/"+id, nil), http.StatusNotFound, "not_found")
 	}
-	wantProblem(t, u.do(http.MethodGet, "/api/moodsx", nil), http.StatusNotFound, "not_found")
+	soultest.WantProblem(t, u.do(http.MethodGet, "/api/moodsx", nil), http.StatusNotFound, "not_found")
 
 	for _, path := range []string{"/api/moods", "/api/moods/" + m.ID.String()} {
 		resp := s.Do(http.MethodGet, path, nil)
-		wantProblem(t, resp, http.StatusUnauthorized, "unauthorized")
+		soultest.WantProblem(t, resp, http.StatusUnauthorized, "unauthorized")
 		if resp.Header.Get("WWW-Authenticate") == "" {
 			t.Errorf("401 for %s without WWW-Authenticate", path)
 		}
 		resp = s.Do(http.MethodGet, path, nil, "Authorization", "Bearer not-a-token")
-		wantProblem(t, resp, http.StatusUnauthorized, "invalid_token")
+		soultest.WantProblem(t, resp, http.StatusUnauthorized, "invalid_token")
 		if !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
 			t.Errorf("WWW-Authenticate %q", resp.Header.Get("WWW-Authenticate"))
 		}
@@ -135,17 +135,17 @@ func TestOtherUsersMoodIsNotFound(t *testing.T) {
 		m := alice.create(map[string]any{"score": 4, "label": "private"})
 		path := "/api/moods/" + m.ID.String()
 
-		wantProblem(t, bob.do(http.MethodGet, path, nil), http.StatusNotFound, "not_found")
-		wantProblem(t, bob.do(http.MethodPatch, path, `{"score":1}`), http.StatusNotFound, "not_found")
-		wantProblem(t, bob.do(http.MethodDelete, path, nil), http.StatusNotFound, "not_found")
+		soultest.WantProblem(t, bob.do(http.MethodGet, path, nil), http.StatusNotFound, "not_found")
+		soultest.WantProblem(t, bob.do(http.MethodPatch, path, `{"score":1}`), http.StatusNotFound, "not_found")
+		soultest.WantProblem(t, bob.do(http.MethodDelete, path, nil), http.StatusNotFound, "not_found")
 		resp := bob.do(http.MethodGet, "/api/moods", nil)
-		wantStatus(t, resp, http.StatusOK)
+		soultest.WantStatus(t, resp, http.StatusOK)
 		if strings.TrimSpace(string(resp.Body)) != "[]" {
 			t.Errorf("bob's list = %s", resp.Body)
 		}
 
 		resp = alice.do(http.MethodGet, path, nil)
-		wantStatus(t, resp, http.StatusOK)
+		soultest.WantStatus(t, resp, http.StatusOK)
 		var got mood.Mood
 		resp.JSON(t, &got)
 		if got.Score != 4 {
@@ -156,24 +156,24 @@ func TestOtherUsersMoodIsNotFound(t *testing.T) {
 
 func TestIdempotencyKey(t *testing.T) {
 	forEachDatabase(t, func(t *testing.T, s *soultest.Server) {
-		db := openDB(t, s)
+		db := s.OpenDB(t)
 		alice, bob := signIn(t, s), signIn(t, s)
 		body := map[string]any{"score": 6, "tags": []string{"x"}}
 
 		first := alice.do(http.MethodPost, "/api/moods", body, "Idempotency-Key", "k-1")
-		wantStatus(t, first, http.StatusCreated)
+		soultest.WantStatus(t, first, http.StatusCreated)
 		retry := alice.do(http.MethodPost, "/api/moods", body, "Idempotency-Key", "k-1")
-		wantStatus(t, retry, http.StatusCreated)
+		soultest.WantStatus(t, retry, http.StatusCreated)
 		if string(retry.Body) != string(first.Body) || retry.Header.Get("Location") != first.Header.Get("Location") {
 			t.Errorf("retry answered %s, first %s", retry.Body, first.Body)
 		}
-		if n := count(t, db, "moods", "user_id = ?", alice.id); n != 1 {
+		if n := soultest.Count(t, db, "moods", "user_id = ?", alice.id); n != 1 {
 			t.Errorf("%d moods after a retried POST, want 1", n)
 		}
 
 		resp := alice.do(http.MethodPost, "/api/moods", map[string]any{"score": 7}, "Idempotency-Key", "k-1")
-		wantProblem(t, resp, http.StatusUnprocessableEntity, "idempotency_key_reused")
-		if n := count(t, db, "moods", "user_id = ?", alice.id); n != 1 {
+		soultest.WantProblem(t, resp, http.StatusUnprocessableEntity, "idempotency_key_reused")
+		if n := soultest.Count(t, db, "moods", "user_id = ?", alice.id); n != 1 {
 			t.Errorf("%d moods after a reused key, want 1", n)
 		}
 
@@ -186,11 +186,11 @@ func TestIdempotencyKey(t *testing.T) {
 		// Without a key every POST creates.
 		alice.create(body)
 		alice.create(body)
-		if n := count(t, db, "moods", "user_id = ?", alice.id); n != 3 {
+		if n := soultest.Count(t, db, "moods", "user_id = ?", alice.id); n != 3 {
 			t.Errorf("%d moods, want 3", n)
 		}
 
-		wantProblem(t, alice.do(http.MethodPost, "/api/moods", body, "Idempotency-Key", strings.Repeat("k", 256)),
+		soultest.WantProblem(t, alice.do(http.MethodPost, "/api/moods", body, "Idempotency-Key", strings.Repeat("k", 256)),
 			http.StatusUnprocessableEntity, "validation_failed")
 
 		// A key older than 24 h is forgotten, and dropped by the next write.
@@ -203,13 +203,13 @@ func TestIdempotencyKey(t *testing.T) {
 		if "/api/moods/"+again.ID.String() == first.Header.Get("Location") {
 			t.Error("an expired key answered its old mood")
 		}
-		if n := count(t, db, "idempotency_keys", "user_id = ? AND created_at < ?", alice.id, time.Now().UTC().Add(-24*time.Hour)); n != 0 {
+		if n := soultest.Count(t, db, "idempotency_keys", "user_id = ? AND created_at < ?", alice.id, time.Now().UTC().Add(-24*time.Hour)); n != 0 {
 			t.Errorf("%d expired keys left", n)
 		}
 
 		// Deleting the mood lets its key go too.
-		wantStatus(t, alice.do(http.MethodDelete, "/api/moods/"+again.ID.String(), nil), http.StatusNoContent)
-		if n := count(t, db, "idempotency_keys", "user_id = ?", alice.id); n != 0 {
+		soultest.WantStatus(t, alice.do(http.MethodDelete, "/api/moods/"+again.ID.String(), nil), http.StatusNoContent)
+		if n := soultest.Count(t, db, "idempotency_keys", "user_id = ?", alice.id); n != 0 {
 			t.Errorf("%d keys left after deleting their mood", n)
 		}
 	})
@@ -224,15 +224,15 @@ func TestBodyRules(t *testing.T) {
 		if len(big) != 64*1024+1 {
 			t.Fatalf("body of %d bytes", len(big))
 		}
-		wantProblem(t, u.do(http.MethodPost, "/api/moods", big), http.StatusRequestEntityTooLarge, "payload_too_large")
-		wantProblem(t, u.do(http.MethodPatch, "/api/moods/"+m.ID.String(), big), http.StatusRequestEntityTooLarge, "payload_too_large")
-		wantProblem(t, u.do(http.MethodPost, "/api/moods", `{"score":5}`, "Content-Type", "text/plain"),
+		soultest.WantProblem(t, u.do(http.MethodPost, "/api/moods", big), http.StatusRequestEntityTooLarge, "payload_too_large")
+		soultest.WantProblem(t, u.do(http.MethodPatch, "/api/moods/"+m.ID.String(), big), http.StatusRequestEntityTooLarge, "payload_too_large")
+		soultest.WantProblem(t, u.do(http.MethodPost, "/api/moods", `{"score":5}`, "Content-Type", "text/plain"),
 			http.StatusUnsupportedMediaType, "unsupported_media_type")
-		wantProblem(t, u.do(http.MethodPatch, "/api/moods/"+m.ID.String(), `{"score":5}`, "Content-Type", "application/x-www-form-urlencoded"),
+		soultest.WantProblem(t, u.do(http.MethodPatch, "/api/moods/"+m.ID.String(), `{"score":5}`, "Content-Type", "application/x-www-form-urlencoded"),
 			http.StatusUnsupportedMediaType, "unsupported_media_type")
-		wantProblem(t, u.do(http.MethodPost, "/api/moods", `{"score":5,"colour":"blue"}`), http.StatusBadRequest, "invalid_json")
-		wantProblem(t, u.do(http.MethodPost, "/api/moods", `{"score":`), http.StatusBadRequest, "invalid_json")
-		wantProblem(t, u.do(http.MethodPatch, "/api/moods/"+m.ID.String(), `{"colour":"blue"}`), http.StatusBadRequest, "invalid_json")
+		soultest.WantProblem(t, u.do(http.MethodPost, "/api/moods", `{"score":5,"colour":"blue"}`), http.StatusBadRequest, "invalid_json")
+		soultest.WantProblem(t, u.do(http.MethodPost, "/api/moods", `{"score":`), http.StatusBadRequest, "invalid_json")
+		soultest.WantProblem(t, u.do(http.MethodPatch, "/api/moods/"+m.ID.String(), `{"colour":"blue"}`), http.StatusBadRequest, "invalid_json")
 
 		ahead := time.Now().UTC().Add(time.Hour).Format(time.RFC3339)
 		for _, c := range []struct {
@@ -249,14 +249,14 @@ func TestBodyRules(t *testing.T) {
 			{map[string]any{"label": "no score"}, "score"},
 		} {
 			resp := u.do(http.MethodPost, "/api/moods", c.body)
-			wantProblem(t, resp, http.StatusUnprocessableEntity, "validation_failed")
+			soultest.WantProblem(t, resp, http.StatusUnprocessableEntity, "validation_failed")
 			p := resp.Problem(t)
 			if len(p.Errors) != 1 || p.Errors[0].Field != c.field || p.Errors[0].Message == "" {
 				t.Errorf("%v: errors %+v, want one for %s", c.body, p.Errors, c.field)
 			}
 		}
 		resp := u.do(http.MethodPatch, "/api/moods/"+m.ID.String(), map[string]any{"recorded_at": ahead, "score": 11})
-		wantProblem(t, resp, http.StatusUnprocessableEntity, "validation_failed")
+		soultest.WantProblem(t, resp, http.StatusUnprocessableEntity, "validation_failed")
 		if p := resp.Problem(t); len(p.Errors) != 2 {
 			t.Errorf("errors %+v, want score and recorded_at", p.Errors)
 		}
@@ -277,7 +277,7 @@ var nextLink = regexp.MustCompile(`^<([^>]+)>; rel="next"$`)
 func page(t *testing.T, u *user, path string) ([]mood.Mood, string) {
 	t.Helper()
 	resp := u.do(http.MethodGet, path, nil)
-	wantStatus(t, resp, http.StatusOK)
+	soultest.WantStatus(t, resp, http.StatusOK)
 	var moods []mood.Mood
 	resp.JSON(t, &moods)
 	link := resp.Header.Get("Link")
@@ -295,7 +295,7 @@ func TestPaging(t *testing.T) {
 	forEachDatabase(t, func(t *testing.T, s *soultest.Server) {
 		u := signIn(t, s)
 		other := signIn(t, s)
-		store := mood.NewStore(openDB(t, s), nil)
+		store := mood.NewStore(s.OpenDB(t), nil)
 		ctx := context.Background()
 		base := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
 		// 250 moods on 50 distinct times: five share each recorded_at, so
@@ -385,7 +385,7 @@ func TestPaging(t *testing.T) {
 		for _, bad := range []string{"limit=0", "limit=101", "limit=ten", "before=bogus", "from=yesterday", "to=2026-01-01",
 			"from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"} {
 			resp := u.do(http.MethodGet, "/api/moods?"+bad, nil)
-			wantProblem(t, resp, http.StatusUnprocessableEntity, "validation_failed")
+			soultest.WantProblem(t, resp, http.StatusUnprocessableEntity, "validation_failed")
 			if p := resp.Problem(t); len(p.Errors) != 1 {
 				t.Errorf("%s: errors %+v", bad, p.Errors)
 			}
