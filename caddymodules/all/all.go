@@ -13,5 +13,6 @@ import (
 	_ "github.com/soulapp/soul/caddymodules/soulmoods"
 	_ "github.com/soulapp/soul/caddymodules/soulproblem"
 	_ "github.com/soulapp/soul/caddymodules/soulratelimit"
+	_ "github.com/soulapp/soul/caddymodules/soulsentry"
 	_ "github.com/soulapp/soul/caddymodules/soulstorage"
 )

@@ -31,6 +31,8 @@ func init() {
 //			twilio_verify_base_url       <url>
 //			otp_test_numbers             <+number=code,...>
 //			otp_test_numbers_valid_until <rfc3339>
+//			sentry_dsn                   <dsn>
+//			sentry_environment           <name>
 //		}
 //	}
 //
@@ -68,6 +70,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"twilio_verify_base_url":       &a.TwilioVerifyBaseURL,
 		"otp_test_numbers":             &a.OTPTestNumbers,
 		"otp_test_numbers_valid_until": &a.OTPTestNumbersValidUntil,
+		"sentry_dsn":                   &a.SentryDSN,
+		"sentry_environment":           &a.SentryEnvironment,
 	}
 	d.Next() // consume option name
 	if d.NextArg() {

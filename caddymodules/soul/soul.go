@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/soulapp/soul/internal/database"
+	"github.com/soulapp/soul/internal/errorreport"
 	"github.com/soulapp/soul/internal/version"
 )
 
@@ -75,8 +76,15 @@ type App struct {
 	// RFC 3339 instant after which the test numbers stop working.
 	// OTP_TEST_NUMBERS_VALID_UNTIL.
 	OTPTestNumbersValidUntil string `json:"otp_test_numbers_valid_until,omitempty"`
+	// Where panics and 5xx answers are reported; empty sends nothing and
+	// starts nothing. SENTRY_DSN.
+	SentryDSN string `json:"sentry_dsn,omitempty"`
+	// The environment named in reports. SENTRY_ENVIRONMENT; default
+	// staging with DEV_MODE, production without.
+	SentryEnvironment string `json:"sentry_environment,omitempty"`
 
 	settings Settings
+	reporter *errorreport.Reporter
 	db       *bun.DB
 	dbKind   database.Kind
 	dbKey    string
@@ -100,6 +108,8 @@ type Settings struct {
 	Twilio                 TwilioSettings
 	OTPTestNumbers         string
 	OTPTestNumbersUntil    time.Time
+	// Sentry is the error reporting; its DSN is empty when off.
+	Sentry errorreport.Config
 }
 
 // TwilioSettings are Twilio Verify's credentials; zero when not configured.
@@ -157,6 +167,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 		}
 		a.redis = val.(*redisResource).client
 	}
+
+	if s.Sentry.DSN != "" {
+		rep, err := errorreport.New(s.Sentry)
+		if err != nil {
+			a.Cleanup()
+			return err
+		}
+		a.reporter = rep
+	}
 	return nil
 }
 
@@ -171,17 +190,28 @@ func (a *App) Start() error {
 		zap.Bool("dev_mode", a.settings.DevMode),
 		zap.String("database", a.settings.Database.Describe()),
 		zap.String("rate_limit_storage", limits),
+		zap.Bool("error_reports", a.reporter != nil),
 	)
 	return nil
 }
 
-// Stop does nothing: pooled resources are released in Cleanup, after the new
-// config (on a reload) has taken its own references.
-func (a *App) Stop() error { return nil }
+// Stop sends the error reports still queued, waiting briefly. Pooled
+// resources are released in Cleanup, after the new config (on a reload) has
+// taken its own references.
+func (a *App) Stop() error {
+	if a.reporter != nil {
+		a.reporter.Flush(2 * time.Second)
+	}
+	return nil
+}
 
 // Cleanup releases this config's references to the shared resources.
 func (a *App) Cleanup() error {
 	var errs []error
+	if a.reporter != nil {
+		a.reporter.Close()
+		a.reporter = nil
+	}
 	if a.dbKey != "" {
 		if _, err := databases.Delete(a.dbKey); err != nil {
 			errs = append(errs, err)
@@ -199,6 +229,9 @@ func (a *App) Cleanup() error {
 
 // Settings returns the resolved configuration.
 func (a *App) Settings() Settings { return a.settings }
+
+// Reporter returns the error reporter, or nil when SENTRY_DSN is unset.
+func (a *App) Reporter() *errorreport.Reporter { return a.reporter }
 
 // DB returns the shared database.
 func (a *App) DB() *bun.DB { return a.db }
@@ -308,6 +341,23 @@ func (a *App) resolve() (Settings, error) {
 		s.OTPTestNumbersUntil = t
 	} else if s.OTPTestNumbers != "" {
 		fail("OTP_TEST_NUMBERS needs OTP_TEST_NUMBERS_VALID_UNTIL (RFC 3339)")
+	}
+
+	s.Sentry = errorreport.Config{
+		DSN:         get(a.SentryDSN, "SENTRY_DSN"),
+		Environment: get(a.SentryEnvironment, "SENTRY_ENVIRONMENT"),
+		Release:     version.Version,
+	}
+	if s.Sentry.Environment == "" {
+		s.Sentry.Environment = "production"
+		if s.DevMode {
+			s.Sentry.Environment = "staging"
+		}
+	}
+	if s.Sentry.DSN != "" {
+		if err := errorreport.ValidateDSN(s.Sentry.DSN); err != nil {
+			fail("%s", err.Error())
+		}
 	}
 
 	if s.Database.URL != "" {
