@@ -79,6 +79,8 @@ type Result struct {
 	P90ms       float64 `json:"p90_ms"`
 	P99ms       float64 `json:"p99_ms"`
 	MaxMs       float64 `json:"max_ms"`
+	// FirstError is the first failure seen, to tell what the errors were.
+	FirstError string `json:"first_error,omitempty"`
 	// RatioToBaseline is RPS over the baseline's RPS in the same run.
 	RatioToBaseline float64 `json:"ratio_to_baseline"`
 	// PeakRSSMB is the binary's VmHWM after the scenario: the peak of the
@@ -211,7 +213,9 @@ func run(cfg config) error {
 	sat := results[2].RPS
 	rate := sat / 2
 	fmt.Fprintf(os.Stderr, "soulbench: GET /api/moods (limits on) open loop at %.0f/s\n", rate)
-	rec := openLoop(client, rate, cfg.duration, get(srv.base, "/api/moods", true))
+	// Its own pool, as large as the in-flight bound, so a burst does not
+	// open and close connections.
+	rec := openLoop(newClient(maxInFlight), rate, cfg.duration, get(srv.base, "/api/moods", true))
 	half := rec.result("GET /api/moods at half load", "open")
 	half.TargetRate = rate
 	half.PeakRSSMB = srv.peakRSSMB()
@@ -290,6 +294,11 @@ func printTable(w io.Writer, rep Report) {
 		fmt.Fprintf(w, "| %s | %s | %.0f | %.2f | %.2f | %.2f | %d | %.2f | %.1f | %s |\n",
 			r.Name, load, r.RPS, r.P50ms, r.P90ms, r.P99ms, r.Errors, r.RatioToBaseline, r.PeakRSSMB, cmds)
 	}
+	for _, r := range rep.Results {
+		if r.FirstError != "" {
+			fmt.Fprintf(w, "\n%s: %d errors, the first: %.300s\n", r.Name, r.Errors, r.FirstError)
+		}
+	}
 	fmt.Fprintf(w, "\n| target | measured | met |\n|---|---|---|\n")
 	for _, t := range rep.Targets {
 		met := "no"
@@ -305,13 +314,14 @@ type op func(c *http.Client, w, i int) error
 
 // recording holds every latency of a scenario.
 type recording struct {
-	lat     []time.Duration
-	errors  int
-	elapsed time.Duration
+	lat      []time.Duration
+	errors   int
+	firstErr string
+	elapsed  time.Duration
 }
 
 func (r *recording) result(name, mode string) Result {
-	res := Result{Name: name, Mode: mode, Requests: len(r.lat) + r.errors, Errors: r.errors}
+	res := Result{Name: name, Mode: mode, Requests: len(r.lat) + r.errors, Errors: r.errors, FirstError: r.firstErr}
 	if r.elapsed > 0 {
 		res.RPS = float64(len(r.lat)) / r.elapsed.Seconds()
 	}
@@ -335,6 +345,7 @@ const maxSamples = 2_000_000
 func closedLoop(c *http.Client, n int, d time.Duration, f op) *recording {
 	lats := make([][]time.Duration, n)
 	errs := make([]int, n)
+	firstErrs := make([]string, n)
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
@@ -345,6 +356,9 @@ func closedLoop(c *http.Client, n int, d time.Duration, f op) *recording {
 			for i := 0; i < maxSamples/n && time.Now().Before(deadline); i++ {
 				t0 := time.Now()
 				if err := f(c, w, i); err != nil {
+					if errs[w] == 0 {
+						firstErrs[w] = err.Error()
+					}
 					errs[w]++
 					continue
 				}
@@ -357,15 +371,20 @@ func closedLoop(c *http.Client, n int, d time.Duration, f op) *recording {
 	for w := range lats {
 		rec.lat = append(rec.lat, lats[w]...)
 		rec.errors += errs[w]
+		if rec.firstErr == "" {
+			rec.firstErr = firstErrs[w]
+		}
 	}
 	return rec
 }
+
+// maxInFlight bounds the open loop's outstanding requests.
+const maxInFlight = 1024
 
 // openLoop sends at rate per second for d, each request on its own
 // goroutine, and measures each latency from when it was due. At most
 // maxInFlight are outstanding; a request due beyond that counts as an error.
 func openLoop(c *http.Client, rate float64, d time.Duration, f op) *recording {
-	const maxInFlight = 1024
 	total := int(rate * d.Seconds())
 	if total <= 0 || rate <= 0 {
 		return &recording{}
@@ -385,6 +404,9 @@ func openLoop(c *http.Client, rate float64, d time.Duration, f op) *recording {
 		case sem <- struct{}{}:
 		default:
 			mu.Lock()
+			if rec.errors == 0 {
+				rec.firstErr = "more than maxInFlight requests outstanding"
+			}
 			rec.errors++
 			mu.Unlock()
 			continue
@@ -396,6 +418,9 @@ func openLoop(c *http.Client, rate float64, d time.Duration, f op) *recording {
 			lat := time.Since(due)
 			mu.Lock()
 			if err != nil {
+				if rec.errors == 0 {
+					rec.firstErr = err.Error()
+				}
 				rec.errors++
 			} else {
 				rec.lat = append(rec.lat, lat)
@@ -798,7 +823,11 @@ func machine() string {
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		n = strings.Count(string(b), "\nprocessor") + 1
 	}
-	return fmt.Sprintf("%d CPUs (%s), load generator and server on the same machine", n, cpu)
+	load := ""
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load = ", load average " + strings.Join(strings.Fields(string(b))[:3], " ") + " at the end"
+	}
+	return fmt.Sprintf("%d CPUs (%s), load generator and server on the same machine%s", n, cpu, load)
 }
 
 // describe lists commands per request, most frequent first.
