@@ -5,7 +5,7 @@ SHELL := /bin/bash
 BIN   := bin/caddy
 GO_SOURCES := $(shell find . -name '*.go' -not -path './bin/*' 2>/dev/null) go.mod go.sum xcaddy.json $(wildcard migrations/*/*.sql)
 
-.PHONY: build run test test-go fuzz bench bench-run bench-micro lint clean
+.PHONY: build run test test-go chaos fuzz bench bench-run bench-micro lint clean
 
 ## build: the binary from xcaddy.json (xcaddy, pinned), into bin/caddy
 build: $(BIN)
@@ -51,6 +51,15 @@ bench-run:
 bench-micro:
 	go test -run '^$$' -bench 'BenchmarkVerify$$|BenchmarkAllow|BenchmarkEncodeMoodList' -benchmem -count 5 -benchtime 300ms \
 		./internal/token ./internal/limiter ./bench
+
+## chaos: the reliability suite (chaos/): outages, reloads and SIGTERM under load
+chaos: $(BIN)
+	SOUL_TEST_BINARY=$(CURDIR)/$(BIN) scripts/testenv.sh \
+	  go test -race -count=1 -tags chaos -timeout 10m -v ./chaos/
+
+## fuzz: every fuzz target, FUZZTIME (default 60s) each
+fuzz:
+	FUZZTIME=$${FUZZTIME:-60s} scripts/testenv.sh scripts/fuzz.sh
 
 clean:
 	rm -rf bin
