@@ -16,3 +16,19 @@ func init() {
 	}
 	_ = os.Setenv("SITE_ADDRESS", ":"+port)
 }
+
+// Caddy's `tracing` directive exports to localhost:4318 unless told
+// otherwise, and would log an export error every few seconds where no
+// collector runs. Unless an exporter or an OTLP endpoint is configured
+// (the standard OTEL_* variables), traces are neither sampled nor sent.
+func init() {
+	for _, v := range []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"} {
+		if os.Getenv(v) != "" {
+			return
+		}
+	}
+	_ = os.Setenv("OTEL_TRACES_EXPORTER", "none")
+	if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
+		_ = os.Setenv("OTEL_TRACES_SAMPLER", "always_off")
+	}
+}

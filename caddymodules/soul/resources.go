@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/soulapp/soul/internal/database"
+	"github.com/soulapp/soul/internal/tracing"
 	"github.com/soulapp/soul/migrations"
 )
 
@@ -86,7 +87,7 @@ func openRedis(raw string, logger *zap.Logger) (*redisResource, error) {
 		logger.Warn("redis unreachable at start; limits use per-instance memory until it answers",
 			zap.String("redis", redactURL(raw)), zap.Error(err))
 	}
-	return &redisResource{client: client}, nil
+	return &redisResource{client: tracing.Redis(client)}, nil
 }
 
 func validateRedisURL(raw string) error {

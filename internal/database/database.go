@@ -19,6 +19,8 @@ import (
 	"github.com/uptrace/bun/dialect/sqlitedialect"
 	"github.com/uptrace/bun/driver/pgdriver"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/soulapp/soul/internal/tracing"
 )
 
 // Kind names the database in use, for logs and /healthz.
@@ -121,6 +123,11 @@ func Open(ctx context.Context, cfg Config, connectTimeout time.Duration) (*bun.D
 	if err != nil {
 		return nil, kind, err
 	}
+	system := "postgresql"
+	if kind == SQLite {
+		system = "sqlite"
+	}
+	db.AddQueryHook(tracing.QueryHook{System: system})
 	if err := waitReady(ctx, db, connectTimeout); err != nil {
 		_ = db.Close()
 		return nil, kind, fmt.Errorf("database %s unreachable: %w", cfg.Describe(), err)
