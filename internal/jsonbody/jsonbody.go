@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/soulapp/soul/internal/problem"
 )
@@ -38,6 +39,12 @@ func Decode(r *http.Request, v any) error {
 
 // DecodeBytes is Decode's parsing step, on a body already read.
 func DecodeBytes(body []byte, v any) error {
+	// encoding/json would quietly turn invalid UTF-8 into U+FFFD; refusing
+	// it keeps what the client sent and what is stored the same (RFC 8259
+	// requires UTF-8).
+	if !utf8.Valid(body) {
+		return problem.New(http.StatusBadRequest, "invalid_json", "The request body is not valid UTF-8.")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
