@@ -178,7 +178,8 @@ func (h *Handler) Cleanup() error {
 // with the rate-limit fields set, or answers 429 rate_limited with the same
 // fields and Retry-After.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	d, err := h.lim.Allow(r.Context(), h.rule, h.subject(r))
+	subject, r := h.subject(r)
+	d, err := h.lim.Allow(r.Context(), h.rule, subject)
 	if err != nil {
 		// Only a request the client abandoned gets here: a failing Redis
 		// is answered from memory by the limiter.
@@ -197,16 +198,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 // subject is what the request is counted against. The prefixes keep a user
-// id and an IP address from ever sharing a counter.
-func (h *Handler) subject(r *http.Request) string {
+// id and an IP address from ever sharing a counter. A token it verifies is
+// remembered in the returned request's context, so the handlers after it
+// do not verify it again.
+func (h *Handler) subject(r *http.Request) (string, *http.Request) {
 	if h.issuer != nil {
 		if raw, ok := bearer(r.Header.Get("Authorization")); ok {
-			if c, err := h.issuer.Verify(raw); err == nil && c.UserID != "" {
-				return auth.UserSubject(c.UserID)
+			c, ok := token.VerifiedIn(r.Context(), raw)
+			if !ok {
+				if v, err := h.issuer.Verify(raw); err == nil {
+					c, ok = v, true
+					r = r.WithContext(token.WithVerified(r.Context(), raw, c))
+				}
+			}
+			if ok && c.UserID != "" {
+				return auth.UserSubject(c.UserID), r
 			}
 		}
 	}
-	return "ip:" + ClientIP(r)
+	return "ip:" + ClientIP(r), r
 }
 
 // ClientIP is Caddy's {client_ip}: the peer's address, or the one its
