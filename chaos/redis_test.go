@@ -78,7 +78,7 @@ func TestRedisRestart(t *testing.T) {
 	r.waitHealth(t, "ok")
 	// Back on Redis: emptied (Stop saved its keys), it fills again from
 	// the limiter.
-	rc := redisClient(t, redis.URL())
+	rc := testservices.RedisClient(t, redis.URL())
 	fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	if err := rc.Do(fctx, rc.B().Flushall().Build()).Error(); err != nil {
 		t.Fatal(err)

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/soulapp/soul/internal/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
@@ -41,7 +39,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	r.waitServing(t)
 	token := r.signIn(t)
 	db := openSQL(t, dbURL)
-	rc := redisClient(t, redisURL)
+	rc := testservices.RedisClient(t, redisURL)
 	pgPids := func() map[string]bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -205,19 +203,4 @@ func TestReloadUnderLoad(t *testing.T) {
 	if len(redisBefore) == 0 || kept(redisBefore, redisAfter) == 0 {
 		t.Errorf("Redis connections %v before, %v after: the client was not reused", redisBefore, redisAfter)
 	}
-}
-
-func redisClient(t *testing.T, url string) rueidis.Client {
-	t.Helper()
-	opt, err := rueidis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.DisableCache = true
-	c, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
 }

@@ -36,20 +36,6 @@ func keyNamer(t *testing.T, secret string) *limiter.Limiter {
 	return l
 }
 
-func redisClient(t *testing.T, url string) rueidis.Client {
-	t.Helper()
-	opt, err := rueidis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
 // redisDump is every key of the Redis with its value's strings: the
 // string value, or the members (and hash fields) of the other types.
 func redisDump(t *testing.T, c rueidis.Client) map[string][]string {
@@ -166,7 +152,7 @@ func TestDeleteMeLeavesNothing(t *testing.T) {
 		Env: map[string]string{"SECRET_KEY": secret}}
 	s := soultest.Start(t, o)
 	db := s.OpenDB(t)
-	rdb := redisClient(t, redisURL)
+	rdb := testservices.RedisClient(t, redisURL)
 	c := newClient(t, s)
 	phone := newPhone()
 	digits := strings.TrimPrefix(phone, "+")

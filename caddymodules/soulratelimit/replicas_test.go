@@ -236,7 +236,7 @@ func TestRedisOutage(t *testing.T) {
 	}
 
 	redis.Start()
-	rc := redisClient(t, redis.URL())
+	rc := testservices.RedisClient(t, redis.URL())
 	warm := 0
 	for i, r := range replicas {
 		r.waitHealth(t, "ok")
@@ -262,21 +262,6 @@ func TestRedisOutage(t *testing.T) {
 	if c.admitted.Load() != limit {
 		t.Errorf("after Redis returned: admitted %d, want %d", c.admitted.Load(), limit)
 	}
-}
-
-func redisClient(t *testing.T, url string) rueidis.Client {
-	t.Helper()
-	opt, err := rueidis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.DisableCache = true
-	c, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
 }
 
 func dbsize(t *testing.T, c rueidis.Client) int64 {

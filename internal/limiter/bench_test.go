@@ -61,7 +61,7 @@ func BenchmarkAllowMemory(b *testing.B) {
 }
 
 func BenchmarkAllowRedis(b *testing.B) {
-	c := newRedisClient(b, testservices.RedisURL(b))
+	c := testservices.RedisClient(b, testservices.RedisURL(b))
 	prefix := testPrefix(b)
 	dropKeysAfter(b, c, prefix)
 	l := openLimiter(b, Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second})

@@ -21,21 +21,6 @@ import (
 
 var testHashKey = []byte("limiter-test-hash-key-not-a-secret-0123456789")
 
-func newRedisClient(t testing.TB, url string) rueidis.Client {
-	t.Helper()
-	opt, err := rueidis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.DisableCache = true
-	c, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
-	}
-	t.Cleanup(c.Close)
-	return c
-}
-
 // testPrefix is unique per test so packages tested in parallel on one Redis
 // never see each other's keys.
 func testPrefix(t testing.TB) string {
@@ -96,7 +81,7 @@ func openLimiterClock(t testing.TB, opts Options, clock func() time.Time) *Limit
 // a slow answer into a fallback and blur what the test measures.
 func redisLimiter(t testing.TB) (*Limiter, rueidis.Client, string) {
 	t.Helper()
-	c := newRedisClient(t, testservices.RedisURL(t))
+	c := testservices.RedisClient(t, testservices.RedisURL(t))
 	prefix := testPrefix(t)
 	dropKeysAfter(t, c, prefix)
 	return openLimiter(t, Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second}), c, prefix
@@ -581,7 +566,7 @@ func TestReplicasShareTheLimit(t *testing.T) {
 			prefix := testPrefix(t)
 			var replicas []*Limiter
 			for i := 0; i < 2; i++ {
-				c := newRedisClient(t, url)
+				c := testservices.RedisClient(t, url)
 				if i == 0 {
 					dropKeysAfter(t, c, prefix)
 				}
@@ -887,7 +872,7 @@ func TestFallback(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := startPrivateRedis(t)
-			c := newRedisClient(t, srv.url())
+			c := testservices.RedisClient(t, srv.url())
 			var reported atomic.Int64
 			l := openLimiter(t, Options{
 				Client:       c,
