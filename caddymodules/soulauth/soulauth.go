@@ -19,7 +19,7 @@ import (
 
 	"github.com/soulapp/soul/caddymodules/soul"
 	"github.com/soulapp/soul/internal/auth"
-	"github.com/soulapp/soul/internal/jsonbody"
+	"github.com/soulapp/soul/internal/authbody"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/limiterpool"
 	"github.com/soulapp/soul/internal/metrics"
@@ -249,22 +249,6 @@ func methodNotAllowed(allow ...string) error {
 	return caddyhttp.Error(http.StatusMethodNotAllowed, e)
 }
 
-// OTPRequest is the body of POST /api/auth/otp/request.
-type OTPRequest struct {
-	Phone string `json:"phone"`
-}
-
-// VerifyOTPRequest is the body of POST /api/auth/verify-otp.
-type VerifyOTPRequest struct {
-	Phone string `json:"phone"`
-	Code  string `json:"code"`
-}
-
-// RefreshRequest is the body of POST /api/auth/refresh and /logout.
-type RefreshRequest struct {
-	RefreshToken string `json:"refresh_token"`
-}
-
 // OTPSent answers a code request.
 type OTPSent struct {
 	Status      string `json:"status"`
@@ -281,54 +265,8 @@ type TokenPair struct {
 	User         auth.User `json:"user"`
 }
 
-// DecodeOTPRequest reads and checks an OTP request body.
-func DecodeOTPRequest(r *http.Request) (OTPRequest, error) {
-	var req OTPRequest
-	if err := jsonbody.Decode(r, &req); err != nil {
-		return req, err
-	}
-	if req.Phone == "" {
-		return req, problem.Validation(problem.FieldError{Field: "phone", Message: "is required"})
-	}
-	return req, nil
-}
-
-// DecodeVerifyOTPRequest reads and checks a verify-otp body.
-func DecodeVerifyOTPRequest(r *http.Request) (VerifyOTPRequest, error) {
-	var req VerifyOTPRequest
-	if err := jsonbody.Decode(r, &req); err != nil {
-		return req, err
-	}
-	var fields []problem.FieldError
-	if req.Phone == "" {
-		fields = append(fields, problem.FieldError{Field: "phone", Message: "is required"})
-	}
-	switch {
-	case req.Code == "":
-		fields = append(fields, problem.FieldError{Field: "code", Message: "is required"})
-	case !otp.WellFormedCode(req.Code):
-		fields = append(fields, problem.FieldError{Field: "code", Message: fmt.Sprintf("must be %d digits", otp.CodeLength)})
-	}
-	if len(fields) > 0 {
-		return req, problem.Validation(fields...)
-	}
-	return req, nil
-}
-
-// DecodeRefreshRequest reads and checks a refresh or logout body.
-func DecodeRefreshRequest(r *http.Request) (RefreshRequest, error) {
-	var req RefreshRequest
-	if err := jsonbody.Decode(r, &req); err != nil {
-		return req, err
-	}
-	if req.RefreshToken == "" {
-		return req, problem.Validation(problem.FieldError{Field: "refresh_token", Message: "is required"})
-	}
-	return req, nil
-}
-
 func (h *Handler) otpRequest(w http.ResponseWriter, r *http.Request) error {
-	req, err := DecodeOTPRequest(r)
+	req, err := authbody.DecodeOTPRequest(r)
 	if err != nil {
 		return h.fail(err)
 	}
@@ -354,7 +292,7 @@ func (h *Handler) otpRequest(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) verifyOTP(w http.ResponseWriter, r *http.Request) error {
-	req, err := DecodeVerifyOTPRequest(r)
+	req, err := authbody.DecodeVerifyOTPRequest(r)
 	if err != nil {
 		return h.fail(err)
 	}
@@ -378,7 +316,7 @@ func (h *Handler) verifyOTP(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
-	req, err := DecodeRefreshRequest(r)
+	req, err := authbody.DecodeRefreshRequest(r)
 	if err != nil {
 		return h.fail(err)
 	}
@@ -397,7 +335,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 // client's goal (that token no longer works) holds either way, a retry is
 // harmless, and the answer tells nothing about which tokens exist.
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
-	req, err := DecodeRefreshRequest(r)
+	req, err := authbody.DecodeRefreshRequest(r)
 	if err != nil {
 		return h.fail(err)
 	}

@@ -1,4 +1,4 @@
-package soulauth_test
+package authbody_test
 
 import (
 	"bytes"
@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/soulapp/soul/caddymodules/soulauth"
+	"github.com/soulapp/soul/internal/authbody"
 	"github.com/soulapp/soul/internal/problem"
 )
 
@@ -55,7 +55,7 @@ func FuzzDecodeOTPRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := soulauth.DecodeOTPRequest(fuzzRequest(body))
+		req, err := authbody.DecodeOTPRequest(fuzzRequest(body))
 		checkDecodeError(t, body, err)
 		if err == nil && req.Phone == "" {
 			t.Fatal("accepted a body without a phone")
@@ -68,7 +68,7 @@ func FuzzDecodeVerifyOTPRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := soulauth.DecodeVerifyOTPRequest(fuzzRequest(body))
+		req, err := authbody.DecodeVerifyOTPRequest(fuzzRequest(body))
 		checkDecodeError(t, body, err)
 		if err == nil && (req.Phone == "" || len(req.Code) != 6) {
 			t.Fatalf("accepted %+v", req)
@@ -81,7 +81,7 @@ func FuzzDecodeRefreshRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := soulauth.DecodeRefreshRequest(fuzzRequest(body))
+		req, err := authbody.DecodeRefreshRequest(fuzzRequest(body))
 		checkDecodeError(t, body, err)
 		if err == nil && req.RefreshToken == "" {
 			t.Fatal("accepted a body without a refresh token")
