@@ -77,15 +77,17 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 }
 
 // ServeHTTP answers GET, with an ETag so a reload of the page
-// costs no transfer.
+// costs no transfer, and HEAD (uptime checks, curl -I) with the same
+// status and headers and no body, as RFC 9110 asks of a server that
+// answers GET.
 func (Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	f, ok := files[r.URL.Path]
 	if !ok {
 		return caddyhttp.Error(http.StatusNotFound, problem.From(nil, http.StatusNotFound))
 	}
-	if r.Method != http.MethodGet {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		e := problem.From(nil, http.StatusMethodNotAllowed)
-		e.Allow = []string{http.MethodGet}
+		e.Allow = []string{http.MethodGet, http.MethodHead}
 		return caddyhttp.Error(http.StatusMethodNotAllowed, e)
 	}
 	h := w.Header()
@@ -100,6 +102,9 @@ func (Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Han
 	}
 	h.Set("Content-Length", strconv.Itoa(len(f.body)))
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return nil
+	}
 	_, err := w.Write(f.body)
 	return err
 }
