@@ -26,6 +26,7 @@ import (
 	"github.com/soulapp/soul/internal/otp"
 	"github.com/soulapp/soul/internal/phone"
 	"github.com/soulapp/soul/internal/problem"
+	"github.com/soulapp/soul/internal/ratelimitheaders"
 	"github.com/soulapp/soul/internal/token"
 	"github.com/soulapp/soul/internal/twilio"
 )
@@ -406,11 +407,26 @@ func (h *Handler) fail(err error) error {
 		h.logger.Error("sign-in failed", zap.Error(err))
 		e = problem.From(nil, http.StatusInternalServerError)
 	}
+	setRetry(e, err)
+	return caddyhttp.Error(e.Status, e)
+}
+
+// setRetry tells the client of e when to retry, if err says so: Retry-After,
+// and the rate-limit fields of the policy that refused. problem.Write puts
+// those fields in place of any a policy in front of this handler set on
+// the response (soul_rate_limit passes a request with its own fields,
+// room left in them), so a 429 never says that requests remain.
+func setRetry(e *problem.Error, err error) {
 	var re *auth.RetryError
-	if errors.As(err, &re) && re.RetryAfter > 0 {
+	if !errors.As(err, &re) {
+		return
+	}
+	if re.RetryAfter > 0 {
 		e.RetryAfter = re.RetryAfter
 	}
-	return caddyhttp.Error(e.Status, e)
+	if re.Decision != nil {
+		e.Header = ratelimitheaders.Header(re.Decision.Rule.Name, *re.Decision, time.Now())
+	}
 }
 
 // reason names an outcome for logs.

@@ -3,6 +3,8 @@ package auth
 import (
 	"errors"
 	"time"
+
+	"github.com/soulapp/soul/internal/limiter"
 )
 
 // The outcomes of sign-in that the API tells clients apart. None of them
@@ -26,6 +28,20 @@ var (
 type RetryError struct {
 	Err        error
 	RetryAfter time.Duration
+	// Decision is the refusing rate-limit rule's state, for the answer's
+	// rate-limit fields; its Rule.Name is the policy clients see, as
+	// soul_rate_limit shows its own. Nil when no limiter refused (a code
+	// burned by wrong tries, Twilio's own attempt limit): such an answer
+	// has only Retry-After.
+	Decision *limiter.Decision
+}
+
+// limited is the RetryError of a refusal by the limiter. It reports the
+// refusing rule that waits longest, the one res.RetryAfter comes from, so
+// the rate-limit fields and Retry-After speak of the same policy.
+func limited(err error, res limiter.Result) *RetryError {
+	d := res.Tightest()
+	return &RetryError{Err: err, RetryAfter: res.RetryAfter, Decision: &d}
 }
 
 func (e *RetryError) Error() string { return e.Err.Error() }

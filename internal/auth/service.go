@@ -198,9 +198,12 @@ func (s *Service) VerifyCode(ctx context.Context, clientIP, phoneE164, code stri
 	}
 	if !res.Allowed {
 		if !res.Decisions[1].Allowed {
-			return Grant{}, &RetryError{Err: ErrTooManyAttempts, RetryAfter: res.Decisions[1].RetryAfter}
+			// The phone's tries run out: report that rule even when the
+			// IP's waits longer, as the code says too_many_attempts.
+			d := res.Decisions[1]
+			return Grant{}, &RetryError{Err: ErrTooManyAttempts, RetryAfter: d.RetryAfter, Decision: &d}
 		}
-		return Grant{}, &RetryError{Err: ErrRateLimited, RetryAfter: res.RetryAfter}
+		return Grant{}, limited(ErrRateLimited, res)
 	}
 	if !otp.WellFormedCode(code) {
 		return Grant{}, ErrInvalidCode
@@ -498,7 +501,7 @@ func (s *Service) allow(ctx context.Context, refused error, checks ...limiter.Ch
 		return err
 	}
 	if !res.Allowed {
-		return &RetryError{Err: refused, RetryAfter: res.RetryAfter}
+		return limited(refused, res)
 	}
 	return nil
 }

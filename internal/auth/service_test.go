@@ -62,6 +62,17 @@ func openDB(t testing.TB, kind database.Kind) *bun.DB {
 // limits relaxed for sends, and a clock the test moves.
 func newService(t testing.TB, db *bun.DB, c *clock) *auth.Service {
 	t.Helper()
+	limits := auth.DefaultLimits()
+	limits.SendPerPhone.Limit = 1000
+	limits.SendPerDay.Limit = 1000
+	limits.RequestPerIP.Limit = 1000
+	limits.VerifyPerIP.Limit = 1000
+	return newServiceWith(t, db, c, limits)
+}
+
+// newServiceWith is newService with the given limits.
+func newServiceWith(t testing.TB, db *bun.DB, c *clock, limits auth.Limits) *auth.Service {
+	t.Helper()
 	iss, err := token.NewIssuer(token.Options{Key: testSecret, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -76,11 +87,6 @@ func newService(t testing.TB, db *bun.DB, c *clock) *auth.Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = lim.Close() })
-	limits := auth.DefaultLimits()
-	limits.SendPerPhone.Limit = 1000
-	limits.SendPerDay.Limit = 1000
-	limits.RequestPerIP.Limit = 1000
-	limits.VerifyPerIP.Limit = 1000
 	seal, _ := auth.DeriveKey(testSecret, auth.LabelRefreshSeal)
 	svc, err := auth.NewService(auth.Config{
 		DB: db, Issuer: iss, Provider: p, Limiter: lim, Limits: limits,
@@ -204,4 +210,51 @@ func wrongCode(code string) string {
 		return "111111"
 	}
 	return "000000"
+}
+
+// A refusal by the limiter carries the refusing rule's decision, for the
+// rate-limit fields of the answer; when several rules refuse, the one that
+// waits longest, which Retry-After reports too.
+func TestRefusalCarriesDecision(t *testing.T) {
+	ctx := context.Background()
+	limits := auth.DefaultLimits()
+	// A short cooldown, since the limiter keeps real time; long enough
+	// that two sends in a row fall inside it on a loaded machine.
+	limits.SendPerPhone.Window = time.Second
+	limits.SendPerDay.Limit = 2
+	svc := newServiceWith(t, openDB(t, database.SQLite), &clock{t: time.Now()}, limits)
+	const phone = "+447400123459"
+
+	send := func(clientIP string) *auth.RetryError {
+		t.Helper()
+		_, err := svc.RequestCode(ctx, clientIP, phone)
+		if err == nil {
+			return nil
+		}
+		var re *auth.RetryError
+		if !errors.As(err, &re) || !errors.Is(err, auth.ErrRateLimited) || re.Decision == nil {
+			t.Fatalf("RequestCode = %v, want ErrRateLimited with a decision", err)
+		}
+		if re.Decision.Allowed || re.Decision.Remaining != 0 || re.Decision.RetryAfter != re.RetryAfter {
+			t.Fatalf("decision %+v with RetryAfter %s", *re.Decision, re.RetryAfter)
+		}
+		return re
+	}
+	wantRefusal := func(re *auth.RetryError, rule string, limit int) {
+		t.Helper()
+		if re == nil || re.Decision.Rule.Name != rule || re.Decision.Limit != limit {
+			t.Fatalf("refusal %+v, want one by %s (limit %d)", re, rule, limit)
+		}
+	}
+
+	if re := send("192.0.2.10"); re != nil {
+		t.Fatalf("first send refused: %v", re)
+	}
+	wantRefusal(send("192.0.2.11"), "otp_send", 1)
+	time.Sleep(limits.SendPerPhone.Window + 50*time.Millisecond)
+	if re := send("192.0.2.12"); re != nil {
+		t.Fatalf("send after the cooldown refused: %v", re)
+	}
+	// The cooldown and the daily cap both refuse; the daily cap waits longer.
+	wantRefusal(send("192.0.2.13"), "otp_send_day", 2)
 }

@@ -145,7 +145,9 @@ func From(err error, status int) *Error {
 }
 
 // Write renders e as the response. Headers already set (Retry-After from a
-// rate limiter, CORS) are kept.
+// rate limiter, CORS) are kept, except those e.Header names: its values
+// replace theirs, so a handler's answer can correct what a handler in front
+// of it set (the rate-limit fields of the policy that refused).
 func Write(w http.ResponseWriter, r *http.Request, e *Error) {
 	h := w.Header()
 	for k, vs := range e.Header {

@@ -69,3 +69,22 @@ func TestHeadHasNoBody(t *testing.T) {
 		t.Fatalf("HEAD: %d with %d bytes", w.Code, w.Body.Len())
 	}
 }
+
+// The fields of e.Header replace values set before the error, rather than
+// adding to them: a refusal reports the policy that refused, not one a
+// handler in front had allowed.
+func TestHeaderReplacesEarlierValues(t *testing.T) {
+	w := httptest.NewRecorder()
+	w.Header().Set("X-RateLimit-Remaining", "99")
+	w.Header().Set("Vary", "Origin")
+	e := New(http.StatusTooManyRequests, "rate_limited", "Too many requests; retry later.")
+	e.Header = http.Header{}
+	e.Header.Set("X-RateLimit-Remaining", "0")
+	Write(w, httptest.NewRequest(http.MethodGet, "/", nil), e)
+	if got := w.Header().Values("X-RateLimit-Remaining"); len(got) != 1 || got[0] != "0" {
+		t.Errorf("X-RateLimit-Remaining = %q, want [0]", got)
+	}
+	if got := w.Header().Get("Vary"); got != "Origin" {
+		t.Errorf("Vary = %q, want the earlier value kept", got)
+	}
+}
