@@ -33,6 +33,7 @@ func init() {
 //			otp_test_numbers_valid_until <rfc3339>
 //			sentry_dsn                   <dsn>
 //			sentry_environment           <name>
+//			retention_sweep_interval     <duration|0>
 //		}
 //	}
 //
@@ -72,6 +73,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"otp_test_numbers_valid_until": &a.OTPTestNumbersValidUntil,
 		"sentry_dsn":                   &a.SentryDSN,
 		"sentry_environment":           &a.SentryEnvironment,
+		"retention_sweep_interval":     &a.RetentionSweepInterval,
 	}
 	d.Next() // consume option name
 	if d.NextArg() {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/errorreport"
+	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/version"
 )
 
@@ -82,8 +83,13 @@ type App struct {
 	// The environment named in reports. SENTRY_ENVIRONMENT; default
 	// staging with DEV_MODE, production without.
 	SentryEnvironment string `json:"sentry_environment,omitempty"`
+	// How often expired sessions, one-time codes and Idempotency-Key
+	// records are deleted; 0 turns the sweep off.
+	// RETENTION_SWEEP_INTERVAL; default 10m.
+	RetentionSweepInterval string `json:"retention_sweep_interval,omitempty"`
 
 	settings Settings
+	sweeper  *sweeper
 	reporter *errorreport.Reporter
 	db       *bun.DB
 	dbKind   database.Kind
@@ -110,6 +116,8 @@ type Settings struct {
 	OTPTestNumbersUntil    time.Time
 	// Sentry is the error reporting; its DSN is empty when off.
 	Sentry errorreport.Config
+	// RetentionSweepInterval is 0 when the sweep is off.
+	RetentionSweepInterval time.Duration
 }
 
 // TwilioSettings are Twilio Verify's credentials; zero when not configured.
@@ -142,6 +150,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.settings = s
+	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("soul: metrics: %w", err)
+	}
 	if s.DevMode && len(a.SecretKey) == 0 && os.Getenv("SECRET_KEY") == "" {
 		a.logger.Warn("SECRET_KEY is unset: using a random key for this process; tokens will not survive a restart (DEV_MODE only)")
 	}
@@ -179,7 +190,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Start logs what the app runs on; the resources were opened in Provision.
+// Start logs what the app runs on (the resources were opened in Provision)
+// and starts the retention sweep.
 func (a *App) Start() error {
 	limits := "memory (per instance)"
 	if a.redis != nil {
@@ -191,14 +203,25 @@ func (a *App) Start() error {
 		zap.String("database", a.settings.Database.Describe()),
 		zap.String("rate_limit_storage", limits),
 		zap.Bool("error_reports", a.reporter != nil),
+		zap.Duration("retention_sweep_interval", a.settings.RetentionSweepInterval),
 	)
+	if a.settings.RetentionSweepInterval > 0 {
+		a.sweeper = &sweeper{app: a, interval: a.settings.RetentionSweepInterval}
+		a.sweeper.start()
+	}
 	return nil
 }
 
-// Stop sends the error reports still queued, waiting briefly. Pooled
+// Stop ends the retention sweep (waiting for a statement in flight, at
+// most its timeout) and sends the error reports still queued, waiting
+// briefly. Pooled
 // resources are released in Cleanup, after the new config (on a reload) has
 // taken its own references.
 func (a *App) Stop() error {
+	if a.sweeper != nil {
+		a.sweeper.stop()
+		a.sweeper = nil
+	}
 	if a.reporter != nil {
 		a.reporter.Flush(2 * time.Second)
 	}
@@ -357,6 +380,18 @@ func (a *App) resolve() (Settings, error) {
 	if s.Sentry.DSN != "" {
 		if err := errorreport.ValidateDSN(s.Sentry.DSN); err != nil {
 			fail("%s", err.Error())
+		}
+	}
+	s.RetentionSweepInterval = DefaultRetentionSweepInterval
+	if v := get(a.RetentionSweepInterval, "RETENTION_SWEEP_INTERVAL"); v != "" {
+		d, err := caddy.ParseDuration(v)
+		switch {
+		case v == "0":
+			s.RetentionSweepInterval = 0
+		case err != nil || d < time.Second:
+			fail("RETENTION_SWEEP_INTERVAL must be a duration of 1s or more such as 10m, or 0 for off")
+		default:
+			s.RetentionSweepInterval = d
 		}
 	}
 

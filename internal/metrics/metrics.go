@@ -65,9 +65,19 @@ var (
 		Namespace: namespace, Name: "error_reports_total",
 		Help: "Errors reported to Sentry, by kind (panic, server_error).",
 	}, []string{"kind"})
+	// RetentionDeleted counts rows deleted by the retention sweep.
+	RetentionDeleted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "retention_deleted_total",
+		Help: "Rows deleted by the retention sweep, by kind (sessions, otp_challenges, idempotency_keys).",
+	}, []string{"kind"})
+	// RetentionSweeps counts retention sweeps by result (ok, error).
+	RetentionSweeps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "retention_sweeps_total",
+		Help: "Retention sweeps by result (ok, error).",
+	}, []string{"result"})
 )
 
-var all = []prometheus.Collector{OTPSends, OTPChecks, Refreshes, RateLimitDecisions, RedisErrors, ErrorReports, fallbacks}
+var all = []prometheus.Collector{OTPSends, OTPChecks, Refreshes, RateLimitDecisions, RedisErrors, ErrorReports, RetentionDeleted, RetentionSweeps, fallbacks}
 
 // fallbacks sums the Fallbacks() of the live limiters.
 var fallbacks = prometheus.NewCounterFunc(prometheus.CounterOpts{
