@@ -30,33 +30,28 @@ type Export struct {
 	Moods      []mood.Mood        `json:"moods"`
 }
 
-// export streams the account, its open sessions and every mood. The
-// headers go out with the first batch of moods, so a failure before it is
-// an ordinary problem answer; a failure after it aborts the connection,
-// and the client sees a truncated download rather than a file that looks
-// whole.
+// export streams the account, its open sessions and every mood, all read
+// from one snapshot of the database (auth's Export), so the document is
+// consistent however long the download takes. The headers go out with the
+// first batch of moods, so a failure before it is an ordinary problem
+// answer; a failure after it aborts the connection, and the client sees a
+// truncated download rather than a file that looks whole.
 func (h *Handler) export(w http.ResponseWriter, r *http.Request) error {
 	id, err := h.authn.Authenticate(r)
 	if err != nil {
 		return err
 	}
 	ctx := r.Context()
-	u, err := h.service.User(ctx, id)
-	if err != nil {
-		return h.fail(err)
-	}
-	sessions, err := h.service.ActiveSessions(ctx, id)
-	if err != nil {
-		return h.fail(err)
-	}
 	now := time.Now().UTC()
 
 	var (
-		out     *bufio.Writer
-		enc     *json.Encoder
-		rc      = http.NewResponseController(w)
-		started bool
-		n       int
+		u        auth.User
+		sessions []auth.SessionInfo
+		out      *bufio.Writer
+		enc      *json.Encoder
+		rc       = http.NewResponseController(w)
+		started  bool
+		n        int
 	)
 	begin := func() error {
 		started = true
@@ -89,7 +84,10 @@ func (h *Handler) export(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 
-	err = mood.NewStore(h.authn.db, nil).Walk(ctx, id, exportBatch, func(batch []mood.Mood) error {
+	err = h.service.Export(ctx, id, exportBatch, func(user auth.User, open []auth.SessionInfo) error {
+		u, sessions = user, open
+		return nil
+	}, func(batch []mood.Mood) error {
 		if !started {
 			if err := begin(); err != nil {
 				return err

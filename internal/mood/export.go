@@ -2,18 +2,21 @@ package mood
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/google/uuid"
+	"github.com/uptrace/bun"
 )
 
 // Walk hands fn every mood of userID, newest recorded_at first, batch
 // moods at a time, for an export that must not hold them all in memory.
 // Each batch is one keyset query on moods_user_recorded_idx that has
-// finished before fn runs: no read stays open while the caller writes to a
-// slow client, and SQLite's single connection is free between batches.
-// The slice is reused: fn must not keep it. Moods created or deleted
-// during the walk may or may not be seen; none is seen twice.
-func (s *Store) Walk(ctx context.Context, userID uuid.UUID, batch int, fn func([]Mood) error) error {
+// finished before fn runs, so fn may write to a slow client. The slice is
+// reused: fn must not keep it. None is seen twice. On a transaction with
+// one snapshot (auth's Export) the walk sees exactly the moods of that
+// snapshot; on a *bun.DB each batch reads the latest data, and moods
+// created or deleted during the walk may or may not be seen.
+func Walk(ctx context.Context, db bun.IDB, userID uuid.UUID, batch int, fn func([]Mood) error) error {
 	if batch < 1 {
 		batch = MaxLimit
 	}
@@ -21,12 +24,12 @@ func (s *Store) Walk(ctx context.Context, userID uuid.UUID, batch int, fn func([
 	var after *Cursor
 	for {
 		moods = moods[:0]
-		q := s.db.NewSelect().Model(&moods).Where("user_id = ?", userID)
+		q := db.NewSelect().Model(&moods).Where("user_id = ?", userID)
 		if after != nil {
 			q = q.Where("(recorded_at, id) < (?, ?)", dbTime(after.RecordedAt), after.ID)
 		}
 		if err := q.OrderExpr("recorded_at DESC, id DESC").Limit(int64(batch)).Scan(ctx); err != nil {
-			return err
+			return fmt.Errorf("mood: reading a batch of moods: %w", err)
 		}
 		for i := range moods {
 			moods[i].normalize()
