@@ -15,6 +15,7 @@ import (
 	"github.com/soulapp/soul/caddymodules/soulauth"
 	"github.com/soulapp/soul/internal/contract"
 	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/internal/twilio/twiliotest"
 )
 
 // shieldedCaddyfile is the repository's Caddyfile with a per-IP
@@ -143,7 +144,17 @@ func wantLimitFields(t *testing.T, resp *soultest.Response, policy string, limit
 	if ra, err := strconv.ParseInt(h.Get("Retry-After"), 10, 64); err != nil || ra < 1 || ra > secs {
 		t.Errorf("Retry-After = %q, want 1..%d", h.Get("Retry-After"), secs)
 	}
-	for _, name := range []string{"RateLimit-Policy", "RateLimit", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} {
+	wantFields(t, resp, policy, limit, window, 0, 1)
+}
+
+// wantFields checks that resp carries exactly one value of each rate-limit
+// field, all for policy with remaining requests left and a reset ("t")
+// between minReset seconds and the window.
+func wantFields(t *testing.T, resp *soultest.Response, policy string, limit int, window time.Duration, remaining int, minReset int64) {
+	t.Helper()
+	h := resp.Header
+	secs := int64(window / time.Second)
+	for _, name := range rateLimitFields {
 		if n := len(h.Values(name)); n != 1 {
 			t.Errorf("%s has %d values %q, want 1", name, n, h.Values(name))
 		}
@@ -152,17 +163,199 @@ func wantLimitFields(t *testing.T, resp *soultest.Response, policy string, limit
 		t.Errorf("RateLimit-Policy = %q, want %q", got, want)
 	}
 	m := rateLimitField.FindStringSubmatch(h.Get("RateLimit"))
-	if m == nil || m[1] != policy || m[2] != "0" || mustAtoi(t, m[3]) < 1 || int64(mustAtoi(t, m[3])) > secs {
-		t.Errorf(`RateLimit = %q, want "%s";r=0;t=1..%d`, h.Get("RateLimit"), policy, secs)
+	if m == nil || m[1] != policy || m[2] != strconv.Itoa(remaining) || int64(mustAtoi(t, m[3])) < minReset || int64(mustAtoi(t, m[3])) > secs {
+		t.Errorf(`RateLimit = %q, want "%s";r=%d;t=%d..%d`, h.Get("RateLimit"), policy, remaining, minReset, secs)
 	}
 	if got := h.Get("X-RateLimit-Limit"); got != strconv.Itoa(limit) {
 		t.Errorf("X-RateLimit-Limit = %q, want %d", got, limit)
 	}
-	if got := h.Get("X-RateLimit-Remaining"); got != "0" {
-		t.Errorf("X-RateLimit-Remaining = %q, want 0", got)
+	if got := h.Get("X-RateLimit-Remaining"); got != strconv.Itoa(remaining) {
+		t.Errorf("X-RateLimit-Remaining = %q, want %d", got, remaining)
 	}
 	now := time.Now().Unix()
 	if at, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err != nil || at <= now || at > now+secs+1 {
 		t.Errorf("X-RateLimit-Reset = %q, want unix seconds in (%d, %d]", h.Get("X-RateLimit-Reset"), now, now+secs+1)
 	}
+}
+
+// wantAllowedFields is wantFields for an answer whose checks all admitted
+// it: the hit just counted, so the quota of the reported policy is whole
+// again a full window from now ("t" is the window).
+func wantAllowedFields(t *testing.T, resp *soultest.Response, policy string, limit int, window time.Duration, remaining int) {
+	t.Helper()
+	defer func() {
+		if t.Failed() {
+			t.Logf("%d header: %v", resp.StatusCode, resp.Header)
+		}
+	}()
+	wantFields(t, resp, policy, limit, window, remaining, int64(window/time.Second))
+}
+
+var rateLimitFields = []string{"RateLimit-Policy", "RateLimit", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+
+// wantNoFields checks that an answer made before any limit check carries
+// none of the rate-limit fields.
+func wantNoFields(t *testing.T, resp *soultest.Response) {
+	t.Helper()
+	for _, name := range rateLimitFields {
+		if v := resp.Header.Values(name); len(v) > 0 {
+			t.Errorf("%d answer of %s carries %s %q, want none", resp.StatusCode, resp.Request.URL.Path, name, v)
+		}
+	}
+}
+
+// Every answer of a sign-in route that made a limit check, success or not,
+// carries the fields of the policy closest to refusing among the checks
+// the request made: the fewest requests remaining, ties to the longest
+// reset. An answer made before any check carries none.
+func TestSignInAnswersCarryTightestLimit(t *testing.T) {
+	s := soultest.Start(t, soultest.Options{Redis: true})
+	checker, err := contract.New(api.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Client.Transport = checker.Transport(t, nil)
+
+	t.Run("code request", func(t *testing.T) {
+		// otp_request has 4 left, otp_send_day 9, otp_send none: the next
+		// code for this phone waits for the cooldown.
+		c := newClient(t, s)
+		resp := c.post(soulauth.PathOTPRequest, map[string]string{"phone": newPhone()})
+		soultest.WantStatus(t, resp, http.StatusOK)
+		wantAllowedFields(t, resp, "otp_send", 1, time.Minute, 0)
+	})
+	t.Run("sign-in", func(t *testing.T) {
+		// The spent code's tries are forgotten, so the client's IP has the
+		// least room: 9 of its 10 verifies.
+		phone := newPhone()
+		code := newClient(t, s).requestCode(phone)
+		resp := newClient(t, s).post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": code})
+		soultest.WantStatus(t, resp, http.StatusOK)
+		wantAllowedFields(t, resp, "otp_verify", 10, 5*time.Minute, 9)
+	})
+	t.Run("wrong code", func(t *testing.T) {
+		// Each wrong try spends one of the phone's 5, from whatever IP.
+		phone := newPhone()
+		code := newClient(t, s).requestCode(phone)
+		wrong := fmt.Sprintf("%06d", (mustAtoi(t, code)+1)%1000000)
+		for left := 4; left >= 3; left-- {
+			resp := newClient(t, s).post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": wrong})
+			soultest.WantProblem(t, resp, http.StatusUnauthorized, "invalid_code")
+			wantAllowedFields(t, resp, "otp_attempts", 5, 5*time.Minute, left)
+		}
+	})
+	t.Run("no code sent", func(t *testing.T) {
+		resp := newClient(t, s).post(soulauth.PathVerifyOTP, map[string]string{"phone": newPhone(), "code": "123456"})
+		soultest.WantProblem(t, resp, http.StatusUnauthorized, "code_expired")
+		wantAllowedFields(t, resp, "otp_attempts", 5, 5*time.Minute, 4)
+	})
+	t.Run("refresh", func(t *testing.T) {
+		pair := newClient(t, s).signIn(newPhone())
+		c := newClient(t, s)
+		for left := 9; left >= 8; left-- {
+			resp := c.post(soulauth.PathRefresh, map[string]string{"refresh_token": pair.RefreshToken})
+			soultest.WantStatus(t, resp, http.StatusOK)
+			wantAllowedFields(t, resp, "refresh", 10, time.Minute, left)
+			resp.JSON(t, &pair)
+		}
+		// A refused token is counted as well.
+		resp := c.post(soulauth.PathRefresh, map[string]string{"refresh_token": "rt_unknown"})
+		soultest.WantProblem(t, resp, http.StatusUnauthorized, "invalid_refresh_token")
+		wantAllowedFields(t, resp, "refresh", 10, time.Minute, 7)
+	})
+	t.Run("before any check", func(t *testing.T) {
+		c := newClient(t, s)
+		for _, resp := range []*soultest.Response{
+			c.post(soulauth.PathOTPRequest, `{"phone":`),
+			c.post(soulauth.PathOTPRequest, map[string]string{"phone": "12"}),
+			c.post(soulauth.PathVerifyOTP, map[string]string{"phone": newPhone(), "code": "12"}),
+			c.post(soulauth.PathRefresh, map[string]string{}),
+			// Logout is limited by no policy.
+			c.post(soulauth.PathLogout, map[string]string{"refresh_token": "rt_unknown"}),
+		} {
+			if resp.StatusCode < 204 || resp.StatusCode >= 500 {
+				t.Errorf("%s answered %d, want 204 or a 4xx", resp.Request.URL.Path, resp.StatusCode)
+			}
+			wantNoFields(t, resp)
+		}
+	})
+}
+
+// Behind a soul_rate_limit policy, a sign-in answer reports soul_auth's
+// tightest policy in place of the one in front: one value per field.
+func TestSignInFieldsReplacePolicyInFront(t *testing.T) {
+	s := soultest.Start(t, soultest.Options{Redis: true, Caddyfile: shieldedCaddyfile(t)})
+	checker, err := contract.New(api.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Client.Transport = checker.Transport(t, nil)
+	c := newClient(t, s)
+	// The cooldown is lifted to 100 a minute here, so the client's IP is
+	// the closest to refusing, one code request fewer each time.
+	for left := 4; left >= 3; left-- {
+		resp := c.post(soulauth.PathOTPRequest, map[string]string{"phone": newPhone()})
+		soultest.WantStatus(t, resp, http.StatusOK)
+		wantAllowedFields(t, resp, "otp_request", 5, 5*time.Minute, left)
+	}
+	// Before any sign-in check only the policy in front speaks.
+	resp := c.post(soulauth.PathOTPRequest, map[string]string{"phone": "12"})
+	soultest.WantProblem(t, resp, http.StatusUnprocessableEntity, "invalid_phone")
+	if got := resp.Header.Get("RateLimit-Policy"); got != `"signin_ip";q=1000;w=60` {
+		t.Errorf("RateLimit-Policy = %q, want the policy in front", got)
+	}
+}
+
+// Answers of the SMS provider after the limit checks carry the fields too,
+// a refusal of its own (not a rate limit of ours) excepted: that keeps only
+// Retry-After, so it never says that requests remain.
+func TestProviderAnswersCarryLimitFields(t *testing.T) {
+	tw := twiliotest.NewServer(t)
+	s := soultest.Start(t, soultest.Options{Redis: true, Env: map[string]string{
+		"TWILIO_ACCOUNT_SID":        tw.AccountSID,
+		"TWILIO_AUTH_TOKEN":         tw.AuthToken,
+		"TWILIO_VERIFY_SERVICE_SID": tw.ServiceSID,
+		"TWILIO_VERIFY_BASE_URL":    tw.URL,
+	}})
+	checker, err := contract.New(api.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Client.Transport = checker.Transport(t, nil)
+	request := func(phone string) *soultest.Response {
+		return newClient(t, s).post(soulauth.PathOTPRequest, map[string]string{"phone": phone})
+	}
+	verify := func(phone string) *soultest.Response {
+		return newClient(t, s).post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": twiliotest.DefaultCode})
+	}
+
+	t.Run("invalid phone", func(t *testing.T) {
+		// The send was counted before Twilio refused the number.
+		phone := newPhone()
+		tw.Script(phone, twiliotest.Phone{Start: &twiliotest.InvalidParameter})
+		resp := request(phone)
+		soultest.WantProblem(t, resp, http.StatusUnprocessableEntity, "invalid_phone")
+		wantAllowedFields(t, resp, "otp_send", 1, time.Minute, 0)
+	})
+	t.Run("provider down", func(t *testing.T) {
+		phone := newPhone()
+		tw.Script(phone, twiliotest.Phone{Start: &twiliotest.InternalError, Check: &twiliotest.InternalError})
+		resp := request(phone)
+		soultest.WantProblem(t, resp, http.StatusBadGateway, "sms_provider_unavailable")
+		wantAllowedFields(t, resp, "otp_send", 1, time.Minute, 0)
+		resp = verify(phone)
+		soultest.WantProblem(t, resp, http.StatusBadGateway, "sms_provider_unavailable")
+		wantAllowedFields(t, resp, "otp_attempts", 5, 5*time.Minute, 4)
+	})
+	t.Run("provider's own attempt limit", func(t *testing.T) {
+		phone := newPhone()
+		tw.Script(phone, twiliotest.Phone{Check: &twiliotest.MaxChecksReached})
+		soultest.WantStatus(t, request(phone), http.StatusOK)
+		resp := verify(phone)
+		soultest.WantProblem(t, resp, http.StatusTooManyRequests, "too_many_attempts")
+		if resp.Header.Get("Retry-After") == "" {
+			t.Error("no Retry-After")
+		}
+		wantNoFields(t, resp)
+	})
 }

@@ -276,11 +276,13 @@ func (h *Handler) otpRequest(w http.ResponseWriter, r *http.Request) error {
 		metrics.OTPSends.WithLabelValues(result(err)).Inc()
 		return h.fail(err)
 	}
-	sent, err := h.service.RequestCode(r.Context(), clientIP(r), e164)
+	checks := new(auth.LimitChecks)
+	sent, err := h.service.RequestCode(auth.WithLimitChecks(r.Context(), checks), clientIP(r), e164)
 	metrics.OTPSends.WithLabelValues(result(err)).Inc()
 	if err != nil {
-		return h.fail(err)
+		return h.failChecked(err, checks)
 	}
+	setLimitFields(w.Header(), checks)
 	if h.logger.Core().Enabled(zap.InfoLevel) {
 		h.logger.Info("sign-in code sent", zap.String("phone", phone.Mask(e164)),
 			zap.String("provider", h.service.Provider().Name()))
@@ -301,14 +303,16 @@ func (h *Handler) verifyOTP(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return h.fail(err)
 	}
-	g, err := h.service.VerifyCode(r.Context(), clientIP(r), e164, req.Code)
+	checks := new(auth.LimitChecks)
+	g, err := h.service.VerifyCode(auth.WithLimitChecks(r.Context(), checks), clientIP(r), e164, req.Code)
 	metrics.OTPChecks.WithLabelValues(result(err)).Inc()
 	if err != nil {
 		if h.logger.Core().Enabled(zap.InfoLevel) {
 			h.logger.Info("sign-in refused", zap.String("phone", phone.Mask(e164)), zap.String("reason", reason(err)))
 		}
-		return h.fail(err)
+		return h.failChecked(err, checks)
 	}
+	setLimitFields(w.Header(), checks)
 	if h.logger.Core().Enabled(zap.InfoLevel) {
 		h.logger.Info("signed in", zap.String("user_id", g.User.ID.String()),
 			zap.String("session_id", g.SessionID.String()), zap.Bool("new_user", g.NewUser))
@@ -321,20 +325,24 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return h.fail(err)
 	}
-	g, err := h.service.Refresh(r.Context(), clientIP(r), req.RefreshToken)
+	checks := new(auth.LimitChecks)
+	g, err := h.service.Refresh(auth.WithLimitChecks(r.Context(), checks), clientIP(r), req.RefreshToken)
 	metrics.Refreshes.WithLabelValues(result(err)).Inc()
 	if err != nil {
 		if errors.Is(err, auth.ErrRefreshReused) {
 			h.logger.Warn("refresh token reused: session revoked")
 		}
-		return h.fail(err)
+		return h.failChecked(err, checks)
 	}
+	setLimitFields(w.Header(), checks)
 	return writeGrant(w, g)
 }
 
 // logout answers 204 whether or not the token named a live session: the
 // client's goal (that token no longer works) holds either way, a retry is
-// harmless, and the answer tells nothing about which tokens exist.
+// harmless, and the answer tells nothing about which tokens exist. It
+// makes no limit check, so unlike the other sign-in routes it sets no
+// rate-limit fields.
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	req, err := authbody.DecodeRefreshRequest(r)
 	if err != nil {
@@ -379,6 +387,13 @@ func (h *Handler) deleteMe(w http.ResponseWriter, r *http.Request) error {
 
 // fail turns the service's outcomes into API problems.
 func (h *Handler) fail(err error) error {
+	return h.failChecked(err, nil)
+}
+
+// failChecked is fail for the outcome of a Service call that made the limit
+// checks in checks. A refusal reports the policy that refused (setRetry);
+// any other answer reports the tightest check, as a success would.
+func (h *Handler) failChecked(err error, checks *auth.LimitChecks) error {
 	var pe *problem.Error
 	if errors.As(err, &pe) {
 		return caddyhttp.Error(pe.Status, pe)
@@ -407,20 +422,37 @@ func (h *Handler) fail(err error) error {
 		h.logger.Error("sign-in failed", zap.Error(err))
 		e = problem.From(nil, http.StatusInternalServerError)
 	}
-	setRetry(e, err)
+	var re *auth.RetryError
+	if errors.As(err, &re) {
+		setRetry(e, re)
+	} else if d, ok := checks.Tightest(); ok {
+		// problem.Write puts these in place of the fields of a policy in
+		// front, as setLimitFields does on a success.
+		e.Header = ratelimitheaders.Header(d.Rule.Name, d, time.Now())
+	}
 	return caddyhttp.Error(e.Status, e)
 }
 
-// setRetry tells the client of e when to retry, if err says so: Retry-After,
-// and the rate-limit fields of the policy that refused. problem.Write puts
-// those fields in place of any a policy in front of this handler set on
-// the response (soul_rate_limit passes a request with its own fields,
-// room left in them), so a 429 never says that requests remain.
-func setRetry(e *problem.Error, err error) {
-	var re *auth.RetryError
-	if !errors.As(err, &re) {
-		return
+// setLimitFields writes the rate-limit fields of the check closest to
+// refusing among checks, so the client sees the tightest quota it is
+// subject to, under the rule's name (otp_request, otp_send, ...). They
+// replace the fields of any soul_rate_limit policy in front of this
+// handler: a client reads one policy per answer. Nothing is written when
+// no check was made.
+func setLimitFields(h http.Header, checks *auth.LimitChecks) {
+	if d, ok := checks.Tightest(); ok {
+		ratelimitheaders.Set(h, d.Rule.Name, d, time.Now())
 	}
+}
+
+// setRetry tells the client of e when to retry: Retry-After, and the
+// rate-limit fields of the policy that refused. problem.Write puts those
+// fields in place of any a policy in front of this handler set on the
+// response (soul_rate_limit passes a request with its own fields, room
+// left in them), so a 429 never says that requests remain. A refusal that
+// is no limiter's (re.Decision nil) gets no fields of soul_auth's: those
+// of the checks it passed would say that requests remain.
+func setRetry(e *problem.Error, re *auth.RetryError) {
 	if re.RetryAfter > 0 {
 		e.RetryAfter = re.RetryAfter
 	}

@@ -149,7 +149,7 @@ type CodeSent struct {
 
 // RequestCode sends a code to phoneE164 (see NormalizePhone) for a client
 // at clientIP. The answer does not depend on whether the phone has an
-// account.
+// account. Its limit checks are recorded in the LimitChecks of ctx.
 func (s *Service) RequestCode(ctx context.Context, clientIP, phoneE164 string) (CodeSent, error) {
 	if err := s.allow(ctx, ErrRateLimited,
 		limiter.Check{Rule: s.limits.RequestPerIP, Key: clientIP},
@@ -187,7 +187,8 @@ type Grant struct {
 }
 
 // VerifyCode checks code for phoneE164 and, when right, signs the user in,
-// creating the account on first sign-in.
+// creating the account on first sign-in. Its limit checks are recorded in
+// the LimitChecks of ctx, less the code's tries once the code is spent.
 func (s *Service) VerifyCode(ctx context.Context, clientIP, phoneE164, code string) (Grant, error) {
 	res, err := s.limiter.AllowAll(ctx,
 		limiter.Check{Rule: s.limits.VerifyPerIP, Key: clientIP},
@@ -196,6 +197,7 @@ func (s *Service) VerifyCode(ctx context.Context, clientIP, phoneE164, code stri
 	if err != nil {
 		return Grant{}, err
 	}
+	record(ctx, res.Decisions...)
 	if !res.Allowed {
 		if !res.Decisions[1].Allowed {
 			// The phone's tries run out: report that rule even when the
@@ -246,8 +248,12 @@ func (s *Service) VerifyCode(ctx context.Context, clientIP, phoneE164, code stri
 	if checkErr != nil {
 		return Grant{}, checkErr
 	}
-	// The code is spent; its tries need not be remembered.
-	_ = s.limiter.Reset(ctx, s.limits.AttemptsPerCode, phoneE164)
+	// The code is spent; its tries need not be remembered. Once they are
+	// forgotten that rule says nothing about this client any more (the
+	// next code starts with fresh tries), so the answer reports the others.
+	if err := s.limiter.Reset(ctx, s.limits.AttemptsPerCode, phoneE164); err == nil {
+		forget(ctx, s.limits.AttemptsPerCode)
+	}
 	return s.finish(g)
 }
 
@@ -301,7 +307,8 @@ var errRotationRaced = errors.New("auth: rotation raced")
 // the current pair again (a retry whose answer was lost). Any other use of
 // a rotated token revokes the whole session: one of the two holders is not
 // the user. Older ancestors are not remembered and only answer
-// ErrInvalidRefreshToken.
+// ErrInvalidRefreshToken. Its limit check is recorded in the LimitChecks of
+// ctx.
 func (s *Service) Refresh(ctx context.Context, clientIP, refresh string) (Grant, error) {
 	if err := s.allow(ctx, ErrRateLimited, limiter.Check{Rule: s.limits.RefreshPerIP, Key: clientIP}); err != nil {
 		return Grant{}, err
@@ -494,12 +501,13 @@ func SessionLive(ctx context.Context, db bun.IDB, userID, sessionID uuid.UUID, n
 }
 
 // allow counts one hit against every check, or answers a RetryError
-// wrapping refused.
+// wrapping refused. The decisions go to the LimitChecks of ctx either way.
 func (s *Service) allow(ctx context.Context, refused error, checks ...limiter.Check) error {
 	res, err := s.limiter.AllowAll(ctx, checks...)
 	if err != nil {
 		return err
 	}
+	record(ctx, res.Decisions...)
 	if !res.Allowed {
 		return limited(refused, res)
 	}

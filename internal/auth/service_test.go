@@ -258,3 +258,89 @@ func TestRefusalCarriesDecision(t *testing.T) {
 	// The cooldown and the daily cap both refuse; the daily cap waits longer.
 	wantRefusal(send("192.0.2.13"), "otp_send_day", 2)
 }
+
+// A call made under WithLimitChecks records its limit decisions whatever
+// its outcome, for the rate-limit fields of the answer; once a code is
+// spent its tries are dropped, as they were forgotten. A call that makes
+// no check records nothing.
+func TestLimitChecksRecorded(t *testing.T) {
+	svc := newServiceWith(t, openDB(t, database.SQLite), &clock{t: time.Now()}, auth.DefaultLimits())
+	const phone = "+447400123460"
+	// tightest runs fn with a fresh record and returns its tightest decision.
+	tightest := func(fn func(ctx context.Context) error) (limiter.Decision, error) {
+		t.Helper()
+		checks := new(auth.LimitChecks)
+		err := fn(auth.WithLimitChecks(context.Background(), checks))
+		d, ok := checks.Tightest()
+		if !ok {
+			t.Fatal("no decision recorded")
+		}
+		return d, err
+	}
+	want := func(d limiter.Decision, rule string, remaining int) {
+		t.Helper()
+		if d.Rule.Name != rule || d.Remaining != remaining || !d.Allowed {
+			t.Fatalf("tightest decision %+v, want %s allowed with %d remaining", d, rule, remaining)
+		}
+	}
+
+	var code string
+	d, err := tightest(func(ctx context.Context) error {
+		sent, err := svc.RequestCode(ctx, "192.0.2.20", phone)
+		code = sent.Preview
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// otp_request and otp_send_day have room; the cooldown has none.
+	want(d, "otp_send", 0)
+
+	d, err = tightest(func(ctx context.Context) error {
+		_, err := svc.VerifyCode(ctx, "192.0.2.21", phone, wrongCode(code))
+		return err
+	})
+	if !errors.Is(err, auth.ErrInvalidCode) {
+		t.Fatalf("wrong code: %v", err)
+	}
+	want(d, "otp_attempts", 4)
+
+	var g auth.Grant
+	d, err = tightest(func(ctx context.Context) (err error) {
+		g, err = svc.VerifyCode(ctx, "192.0.2.21", phone, code)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// otp_attempts (3 left) no longer counts: the IP's second verify does.
+	want(d, "otp_verify", 8)
+
+	d, err = tightest(func(ctx context.Context) (err error) {
+		g, err = svc.Refresh(ctx, "192.0.2.22", g.RefreshToken)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want(d, "refresh", 9)
+	d, err = tightest(func(ctx context.Context) error {
+		_, err := svc.Refresh(ctx, "192.0.2.22", "not a token")
+		return err
+	})
+	if !errors.Is(err, auth.ErrInvalidRefreshToken) {
+		t.Fatalf("malformed token: %v", err)
+	}
+	want(d, "refresh", 8)
+
+	checks := new(auth.LimitChecks)
+	if _, err := svc.Logout(auth.WithLimitChecks(context.Background(), checks), g.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := checks.Tightest(); ok {
+		t.Fatalf("logout recorded %+v", d)
+	}
+	if d, ok := (*auth.LimitChecks)(nil).Tightest(); ok {
+		t.Fatalf("nil record has %+v", d)
+	}
+}

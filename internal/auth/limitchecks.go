@@ -1,0 +1,60 @@
+package auth
+
+import (
+	"context"
+
+	"github.com/soulapp/soul/internal/limiter"
+)
+
+// LimitChecks records the rate-limit decisions of the Service calls made
+// under a context that carries it (WithLimitChecks), so that a caller can
+// tell the client where it stands after any outcome: a code sent, a wrong
+// code, a provider failure. Only a refusal travels in the error
+// (RetryError.Decision); the others would otherwise need every result and
+// error of the Service to carry decisions. One LimitChecks serves one call
+// at a time.
+type LimitChecks struct {
+	decisions []limiter.Decision
+}
+
+type limitChecksKey struct{}
+
+// WithLimitChecks returns ctx carrying c: the Service calls made under it
+// add their decisions to c.
+func WithLimitChecks(ctx context.Context, c *LimitChecks) context.Context {
+	return context.WithValue(ctx, limitChecksKey{}, c)
+}
+
+// Tightest returns the recorded decision closest to refusing, as
+// limiter.Result.Tightest picks it: a refusal first, else the fewest
+// requests remaining, ties to the longest reset. It reports false when the
+// calls made no check (or c is nil).
+func (c *LimitChecks) Tightest() (limiter.Decision, bool) {
+	if c == nil || len(c.decisions) == 0 {
+		return limiter.Decision{}, false
+	}
+	return limiter.Result{Decisions: c.decisions}.Tightest(), true
+}
+
+// record adds ds to the LimitChecks of ctx, if it has one.
+func record(ctx context.Context, ds ...limiter.Decision) {
+	if c, ok := ctx.Value(limitChecksKey{}).(*LimitChecks); ok && c != nil {
+		c.decisions = append(c.decisions, ds...)
+	}
+}
+
+// forget drops the decisions of rule from the LimitChecks of ctx: its hits
+// were just cleared, so what the check said no longer holds.
+func forget(ctx context.Context, rule limiter.Rule) {
+	c, ok := ctx.Value(limitChecksKey{}).(*LimitChecks)
+	if !ok || c == nil {
+		return
+	}
+	kept := c.decisions[:0]
+	for _, d := range c.decisions {
+		if d.Rule.Name != rule.Name {
+			kept = append(kept, d)
+		}
+	}
+	c.decisions = kept
+}
