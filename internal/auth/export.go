@@ -30,57 +30,48 @@ type SessionInfo struct {
 // It answers ErrNotFound when there is no such account; an error of head
 // or moods stops the export and is returned as it is.
 //
-// Every query runs in one read-only transaction with one snapshot, so a
-// mood written or deleted while a long download is under way neither
-// appears nor goes missing halfway through: the document is the account
-// as it was at the first read. The transaction stays open while head and
-// moods run, and they write to the client: on SQLite, whose handle has
-// one connection, every other query of the process waits meanwhile, so a
-// client that stops reading stalls the instance until the server's write
-// timeout ends its download.
+// On Postgres every query runs in one read-only REPEATABLE READ
+// transaction, so a mood written or deleted while a long download is
+// under way neither appears nor goes missing halfway through: the
+// document is the account as it was at the first read.
+//
+// On SQLite (the embedded, single-instance mode) there is no snapshot:
+// its handle has one connection, and a transaction held open while the
+// client reads would make every other request of the process wait for
+// the slowest download. Each batch is its own query instead, and the
+// connection is free between them.
 func (s *Service) Export(ctx context.Context, userID uuid.UUID, batch int,
 	head func(User, []SessionInfo) error, moods func([]mood.Mood) error,
 ) error {
-	tx, err := s.db.BeginTx(ctx, snapshotOptions(s.db))
-	if err != nil {
-		return fmt.Errorf("auth: export: beginning the snapshot: %w", err)
+	var db bun.IDB = s.db
+	if s.db.Dialect().Name() == dialect.PG {
+		// READ COMMITTED, the default, takes a new snapshot for every
+		// statement; REPEATABLE READ keeps the first one.
+		tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+		if err != nil {
+			return fmt.Errorf("auth: export: beginning the snapshot: %w", err)
+		}
+		// Nothing to commit: rolling back ends a read-only transaction,
+		// and an error in ending it cannot spoil what was read.
+		defer func() { _ = tx.Rollback() }()
+		db = tx
 	}
-	// Nothing to commit: rolling back ends a read-only transaction, and
-	// an error in ending it cannot spoil what was read.
-	defer func() { _ = tx.Rollback() }()
 
 	var u User
-	if err := tx.NewSelect().Model(&u).Where("id = ?", userID).Scan(ctx); err != nil {
+	if err := db.NewSelect().Model(&u).Where("id = ?", userID).Scan(ctx); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
 		return fmt.Errorf("auth: export: reading the account: %w", err)
 	}
-	sessions, err := activeSessions(ctx, tx, userID, s.now())
+	sessions, err := activeSessions(ctx, db, userID, s.now())
 	if err != nil {
 		return err
 	}
 	if err := head(u, sessions); err != nil {
 		return err
 	}
-	return mood.Walk(ctx, tx, userID, batch, moods)
-}
-
-// snapshotOptions are the options of a read-only transaction that reads
-// one snapshot from its first query to its end.
-func snapshotOptions(db *bun.DB) *sql.TxOptions {
-	if db.Dialect().Name() == dialect.PG {
-		// Postgres's default, READ COMMITTED, takes a new snapshot for
-		// every statement; REPEATABLE READ keeps the first one.
-		return &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
-	}
-	// SQLite's transactions are serializable, and in WAL mode a read
-	// transaction keeps the snapshot of its first read while writers go
-	// on. The modernc driver ignores the isolation level, so none is
-	// asked for; ReadOnly matters, because it makes the driver BEGIN a
-	// deferred transaction where the DSN's _txlock=immediate would take
-	// the write lock for the whole download.
-	return &sql.TxOptions{ReadOnly: true}
+	return mood.Walk(ctx, db, userID, batch, moods)
 }
 
 // activeSessions returns the open sessions of userID at now (not revoked,
