@@ -369,7 +369,7 @@ func (s *smoke) signIn(phone, code string) {
 			c = preview
 		}
 		if c == "" {
-			return errors.New("no --code given and the deployment returned no preview_code (DEV_MODE=false)")
+			return errors.New("no --code given and the deployment returned no preview_code (DEV_MODE=false, or a number of OTP_TEST_NUMBERS: pass its --code)")
 		}
 		a, err := s.do(http.MethodPost, "/api/auth/verify-otp", map[string]string{"phone": phone, "code": c})
 		if err != nil {
