@@ -24,6 +24,7 @@ import (
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/errorreport"
 	"github.com/soulapp/soul/internal/metrics"
+	"github.com/soulapp/soul/internal/retention"
 	"github.com/soulapp/soul/internal/version"
 )
 
@@ -153,6 +154,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("soul: metrics: %w", err)
 	}
+	// Every series of the retention sweep exists from the start, at 0, so
+	// the alert on it has something to compute increase() over.
+	for _, kind := range retention.Kinds {
+		metrics.RetentionDeleted.WithLabelValues(kind)
+	}
+	metrics.RetentionSweeps.WithLabelValues(metrics.ResultOK)
+	metrics.RetentionSweeps.WithLabelValues(metrics.ResultError)
 	if s.DevMode && len(a.SecretKey) == 0 && os.Getenv("SECRET_KEY") == "" {
 		a.logger.Warn("SECRET_KEY is unset: using a random key for this process; tokens will not survive a restart (DEV_MODE only)")
 	}
