@@ -178,13 +178,14 @@ func scrape(t *testing.T, url string) string {
 func checkMetricsPage(t *testing.T, before, page string) {
 	t.Helper()
 	for series, want := range map[string]float64{
-		`soul_otp_sends_total{result="ok"}`:                                                    3,
-		`soul_otp_checks_total{result="invalid_code"}`:                                         1,
-		`soul_otp_checks_total{result="ok"}`:                                                   3,
-		`soul_refreshes_total{result="ok"}`:                                                    1,
-		`soul_refreshes_total{result="reused"}`:                                                1,
-		`soul_rate_limit_decisions_total{decision="allowed",policy="default",storage="redis"}`: 3,
-		`soul_rate_limit_fallbacks_total`:                                                      0,
+		`soul_otp_sends_total{result="ok"}`:            3,
+		`soul_otp_checks_total{result="invalid_code"}`: 1,
+		`soul_otp_checks_total{result="ok"}`:           3,
+		`soul_refreshes_total{result="ok"}`:            1,
+		`soul_refreshes_total{result="reused"}`:        1,
+		// A mood created, the list, the logout and DELETE /api/me.
+		`soul_rate_limit_decisions_total{decision="allowed",policy="default",storage="redis"}`: 4,
+		`soul_rate_limit_fallbacks_total`: 0,
 	} {
 		if got := sample(page, series) - sample(before, series); got != want {
 			t.Errorf("%s grew by %v in the flow, want %v", series, got, want)

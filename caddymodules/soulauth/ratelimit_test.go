@@ -263,6 +263,15 @@ func TestSignInAnswersCarryTightestLimit(t *testing.T) {
 		soultest.WantProblem(t, resp, http.StatusUnauthorized, "invalid_refresh_token")
 		wantAllowedFields(t, resp, "refresh", 10, time.Minute, 7)
 	})
+	t.Run("logout under the default policy", func(t *testing.T) {
+		// No bearer token on a logout: the default policy keys on the IP.
+		c := newClient(t, s)
+		for left := 99; left >= 98; left-- {
+			resp := c.post(soulauth.PathLogout, map[string]string{"refresh_token": "rt_unknown"})
+			soultest.WantStatus(t, resp, http.StatusNoContent)
+			wantAllowedFields(t, resp, "default", 100, time.Minute, left)
+		}
+	})
 	t.Run("before any check", func(t *testing.T) {
 		c := newClient(t, s)
 		for _, resp := range []*soultest.Response{
@@ -270,8 +279,6 @@ func TestSignInAnswersCarryTightestLimit(t *testing.T) {
 			c.post(soulauth.PathOTPRequest, map[string]string{"phone": "12"}),
 			c.post(soulauth.PathVerifyOTP, map[string]string{"phone": newPhone(), "code": "12"}),
 			c.post(soulauth.PathRefresh, map[string]string{}),
-			// Logout is limited by no policy.
-			c.post(soulauth.PathLogout, map[string]string{"refresh_token": "rt_unknown"}),
 		} {
 			if resp.StatusCode < 204 || resp.StatusCode >= 500 {
 				t.Errorf("%s answered %d, want 204 or a 4xx", resp.Request.URL.Path, resp.StatusCode)
