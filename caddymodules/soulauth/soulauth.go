@@ -341,8 +341,8 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 // logout answers 204 whether or not the token named a live session: the
 // client's goal (that token no longer works) holds either way, a retry is
 // harmless, and the answer tells nothing about which tokens exist. It
-// makes no limit check, so unlike the other sign-in routes it sets no
-// rate-limit fields.
+// makes no limit check of its own: the Caddyfile's default policy in front
+// limits it and sets the rate-limit fields.
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	req, err := authbody.DecodeRefreshRequest(r)
 	if err != nil {
