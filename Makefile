@@ -27,7 +27,7 @@ test-go:
 	go vet ./...
 	scripts/lint-openapi.sh
 	scripts/test-alerts.sh
-	FUZZTIME=$${FUZZTIME:-5000x} scripts/fuzz.sh
+	FUZZTIME=$${FUZZTIME:-2s} scripts/fuzz.sh
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	@tmp=$$(mktemp -d); \
 	  DEV_MODE=true SQLITE_PATH=$$tmp/validate.db XDG_CONFIG_HOME=$$tmp XDG_DATA_HOME=$$tmp \
