@@ -23,6 +23,15 @@ import (
 // SIGTERM, as Railway sends on a deploy, under load: requests already in
 // flight (bodies still arriving) finish with 201 and are stored, no
 // answer is a 5xx, and the process exits once they are done.
+//
+// A fast request sent just as the listener closes can meet a reset
+// before any handler reads it: a connection still in the kernel's accept
+// queue when the listening socket closes is reset, and so is a request
+// written on an idle keep-alive connection the server is closing. Neither
+// reached the API (Railway stops routing to an instance before it sends
+// SIGTERM, so in production none arrive then). They are counted apart;
+// the test fails if such a request was stored, since then the API did
+// handle it and its answer was lost.
 func TestSIGTERMDrains(t *testing.T) {
 	dbURL := testservices.NewDatabase(t)
 	r := startReplica(t, "", append([]string{"SECRET_KEY=" + soultest.RandomHex(32), "DATABASE_URL=" + dbURL}, noLimits...)...)
@@ -73,10 +82,11 @@ func TestSIGTERMDrains(t *testing.T) {
 
 	// Steady fast load beside them until the listener is gone.
 	var (
-		sent, ok, refused, dropped, bad atomic.Int64
-		mu                              sync.Mutex
-		ids                             []string
-		wg                              sync.WaitGroup
+		sent, ok, refused, bad atomic.Int64
+		mu                     sync.Mutex
+		ids                    []string
+		resetNotes             []string
+		wg                     sync.WaitGroup
 	)
 	client := &http.Client{Timeout: 30 * time.Second}
 	for w := 0; w < 4; w++ {
@@ -86,14 +96,19 @@ func TestSIGTERMDrains(t *testing.T) {
 			deadline := time.Now().Add(30 * time.Second)
 			for i := 0; i < 5000 && time.Now().Before(deadline); i++ {
 				sent.Add(1)
-				resp, err := client.Do(moodRequest(r.base, token, fmt.Sprintf("term-%d-%d", w, i)))
+				note := fmt.Sprintf("term-%d-%d", w, i)
+				resp, err := client.Do(moodRequest(r.base, token, note))
 				if err != nil {
 					// Refused: the listener closed, nothing was accepted.
 					var op *net.OpError
 					if errors.As(err, &op) && op.Op == "dial" {
 						refused.Add(1)
 					} else {
-						dropped.Add(1)
+						// Reset: whether a handler saw it is told by the
+						// database below.
+						mu.Lock()
+						resetNotes = append(resetNotes, note)
+						mu.Unlock()
 						t.Logf("POST /api/moods during shutdown: %v", err)
 					}
 					return
@@ -143,20 +158,31 @@ func TestSIGTERMDrains(t *testing.T) {
 		}
 	}
 
-	stored := idsInDB(t, openSQL(t, dbURL))
+	db := openSQL(t, dbURL)
+	stored := idsInDB(t, db)
 	lost := int64(0)
 	for _, id := range ids {
 		if !stored[id] {
 			lost++
 		}
 	}
-	figures(t, "sigterm", sent.Load()+slow, bad.Load()+dropped.Load()+slow-slowOK, lost,
-		fmt.Sprintf("in_flight=%d in_flight_ok=%d fast_ok=%d refused_after_close=%d dropped=%d exit_after=%s",
-			slow, slowOK, ok.Load(), refused.Load(), dropped.Load(), exitAfter.Round(100*time.Millisecond)))
+	// A reset request that was stored was handled, and its answer lost.
+	notes := notesInDB(t, db)
+	var dropped, resetUnread int64
+	for _, note := range resetNotes {
+		if notes[note] > 0 {
+			dropped++
+		} else {
+			resetUnread++
+		}
+	}
+	figures(t, "sigterm", sent.Load()+slow, bad.Load()+dropped+slow-slowOK, lost,
+		fmt.Sprintf("in_flight=%d in_flight_ok=%d fast_ok=%d refused_after_close=%d reset_before_a_handler=%d dropped=%d exit_after=%s",
+			slow, slowOK, ok.Load(), refused.Load(), resetUnread, dropped, exitAfter.Round(100*time.Millisecond)))
 	if lost > 0 {
 		t.Errorf("%d of %d acknowledged writes are not in the database", lost, len(ids))
 	}
-	if dropped.Load() > 0 {
-		t.Errorf("%d requests lost their connection after it was accepted", dropped.Load())
+	if dropped > 0 {
+		t.Errorf("%d requests were handled (their mood is stored) but their connection was cut before the answer", dropped)
 	}
 }
