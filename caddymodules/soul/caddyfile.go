@@ -20,6 +20,7 @@ func init() {
 //			database_url                 <postgres-url>
 //			sqlite_path                  <path>
 //			database_connect_timeout     <duration>
+//			database_max_connections     <1-1000>
 //			migrate_on_start             <bool>
 //			redis_url                    <redis-url>
 //			cors_origins                 <origin[,origin...]>
@@ -60,6 +61,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"database_url":                 &a.DatabaseURL,
 		"sqlite_path":                  &a.SQLitePath,
 		"database_connect_timeout":     &a.DatabaseConnectTimeout,
+		"database_max_connections":     &a.DatabaseMaxConnections,
 		"migrate_on_start":             &a.MigrateOnStart,
 		"redis_url":                    &a.RedisURL,
 		"cors_origins":                 &a.CORSOrigins,

@@ -53,6 +53,9 @@ type App struct {
 	// How long to wait for the database at start. DATABASE_CONNECT_TIMEOUT;
 	// default 30s.
 	DatabaseConnectTimeout string `json:"database_connect_timeout,omitempty"`
+	// The most Postgres connections this process opens, 1–1000.
+	// DATABASE_MAX_CONNECTIONS; default 20.
+	DatabaseMaxConnections string `json:"database_max_connections,omitempty"`
 	// Apply pending migrations at start. MIGRATE_ON_START; default true.
 	MigrateOnStart string `json:"migrate_on_start,omitempty"`
 	// Redis URL (redis:// or rediss://); empty keeps limits in memory.
@@ -315,6 +318,13 @@ func (a *App) resolve() (Settings, error) {
 	}
 	if s.Database.SQLitePath == "" {
 		s.Database.SQLitePath = "data/soul.db"
+	}
+	if v := get(a.DatabaseMaxConnections, "DATABASE_MAX_CONNECTIONS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			fail("DATABASE_MAX_CONNECTIONS must be a whole number from 1 to 1000")
+		}
+		s.Database.MaxOpenConns = n
 	}
 	s.DatabaseConnectTimeout = 30 * time.Second
 	if v := get(a.DatabaseConnectTimeout, "DATABASE_CONNECT_TIMEOUT"); v != "" {

@@ -76,6 +76,7 @@ func TestStartRefusals(t *testing.T) {
 		{"malformed DATABASE_URL", []string{"DEV_MODE=true", "DATABASE_URL=postgres://user@:5432"}, "Caddyfile", "DATABASE_URL has no host"},
 		{"unreachable database", []string{"DEV_MODE=true", "DATABASE_URL=postgres://soul@127.0.0.1:1/soul?sslmode=disable", "DATABASE_CONNECT_TIMEOUT=1s"}, "Caddyfile", "unreachable"},
 		{"unknown subdirective", []string{"DEV_MODE=true"}, unknownSub, `unrecognized subdirective \"secret_sauce\"`},
+		{"bad DATABASE_MAX_CONNECTIONS", []string{"DEV_MODE=true", "DATABASE_MAX_CONNECTIONS=0"}, "Caddyfile", "DATABASE_MAX_CONNECTIONS must be a whole number from 1 to 1000"},
 		{"bad RETENTION_SWEEP_INTERVAL", []string{"DEV_MODE=true", "RETENTION_SWEEP_INTERVAL=soon"}, "Caddyfile", "RETENTION_SWEEP_INTERVAL must be a duration"},
 		{"short SECRET_KEY in production", []string{"DEV_MODE=false", "SECRET_KEY=short", "DATABASE_URL=postgres://soul@127.0.0.1:1/soul", "REDIS_URL=redis://127.0.0.1:1", "CORS_ORIGINS=https://soulapp.app", "TWILIO_ACCOUNT_SID=AC1", "TWILIO_AUTH_TOKEN=x", "TWILIO_VERIFY_SERVICE_SID=VA1"}, "Caddyfile", "SECRET_KEY must be at least 32 characters"},
 		{"production without anything", []string{"DEV_MODE=false"}, "Caddyfile", "DATABASE_URL is required"},

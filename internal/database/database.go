@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,17 +39,31 @@ type Config struct {
 	URL string
 	// SQLitePath is the embedded database file, used when URL is empty.
 	SQLitePath string
-	// MaxOpenConns bounds the Postgres pool.
+	// MaxOpenConns bounds the Postgres pool; 0 takes DefaultMaxOpenConns.
 	MaxOpenConns int
 }
+
+// DefaultMaxOpenConns is the Postgres pool size of each process unless
+// DATABASE_MAX_CONNECTIONS says otherwise: enough for the concurrency two
+// CPUs serve, and two replicas plus a deploy's overlap stay within
+// Postgres's default max_connections of 100.
+const DefaultMaxOpenConns = 20
 
 // Key identifies the connection a Config opens: two configs with the same
 // key share one pool.
 func (c Config) Key() string {
 	if c.URL != "" {
-		return "postgres:" + c.URL
+		// A new pool size takes a new pool: a reload applies it.
+		return "postgres:" + strconv.Itoa(c.maxOpen()) + ":" + c.URL
 	}
 	return "sqlite:" + c.SQLitePath
+}
+
+func (c Config) maxOpen() int {
+	if c.MaxOpenConns > 0 {
+		return c.MaxOpenConns
+	}
+	return DefaultMaxOpenConns
 }
 
 // Describe names the database without its credentials, for logs.
@@ -155,10 +170,7 @@ func openPostgres(cfg Config) (db *bun.DB, err error) {
 		pgdriver.WithApplicationName("soul"),
 	)
 	sqldb := sql.OpenDB(connector)
-	maxOpen := cfg.MaxOpenConns
-	if maxOpen <= 0 {
-		maxOpen = 20
-	}
+	maxOpen := cfg.maxOpen()
 	sqldb.SetMaxOpenConns(maxOpen)
 	sqldb.SetMaxIdleConns(maxOpen)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
