@@ -44,6 +44,9 @@ type Server struct {
 type process interface {
 	start(port int) error
 	stop() error
+	// crash ends the server without a clean shutdown, as a lost machine
+	// would: no final save, no goodbye to clients.
+	crash() error
 	logFile() string
 }
 
@@ -77,6 +80,21 @@ func (s *Server) Stop() {
 	s.running = false
 	if err := s.proc.stop(); err != nil {
 		s.t.Fatalf("testservices: stop %s: %v\n%s", s.name, err, tail(s.proc.logFile(), 20))
+	}
+}
+
+// Kill ends the server abruptly (SIGKILL for Redis, immediate mode for
+// Postgres) and waits until it has exited; Start brings it back.
+func (s *Server) Kill() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.running {
+		return
+	}
+	s.running = false
+	if err := s.proc.crash(); err != nil {
+		s.t.Fatalf("testservices: kill %s: %v\n%s", s.name, err, tail(s.proc.logFile(), 20))
 	}
 }
 
@@ -197,6 +215,17 @@ func (p *postgresProcess) stop() error {
 	return nil
 }
 
+func (p *postgresProcess) crash() error {
+	timeout := strconv.Itoa(int(startTimeout / time.Second))
+	// Immediate mode aborts every backend without a checkpoint; the next start
+	// recovers from the WAL, as after a power cut.
+	out, err := p.run("pg_ctl", "-D", p.data(), "-m", "immediate", "-w", "-t", timeout, "stop")
+	if err != nil {
+		return fmt.Errorf("pg_ctl stop -m immediate: %v: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
 // StartRedis starts a private Redis from SOUL_TEST_REDIS_SERVER and returns
 // it running. Stop saves its data and Start loads it back.
 func StartRedis(t testing.TB) *Server {
@@ -270,6 +299,11 @@ func (r *redisProcess) stop() error {
 		r.kill()
 		return fmt.Errorf("redis-server still running %v after SHUTDOWN", startTimeout)
 	}
+}
+
+func (r *redisProcess) crash() error {
+	r.kill()
+	return nil
 }
 
 func (r *redisProcess) kill() {
