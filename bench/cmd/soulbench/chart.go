@@ -46,7 +46,7 @@ func writeChart(path string, rep Report) error {
 		text(img, left+w+8, y+12, scale, ink, fmt.Sprintf("%.0f/S P99 %.1f X%.2f", r.RPS, r.P99ms, r.RatioToBaseline))
 	}
 	text(img, 16, height-26, scale, color.RGBA{0x66, 0x66, 0x66, 0xff},
-		fmt.Sprintf("%d WORKERS CLOSED LOOP; ORANGE: FIXED RATE AT HALF LOAD. %.0fS EACH", rep.Results[0].Concurrency, rep.DurationSec))
+		fmt.Sprintf("VEGETA: %d WORKERS CLOSED LOOP; ORANGE: FIXED RATE AT HALF LOAD. %.0fS EACH", rep.Results[0].Concurrency, rep.DurationSec))
 	f, err := os.Create(path)
 	if err != nil {
 		return err
