@@ -185,6 +185,14 @@ func checkMetricsPage(t *testing.T, before, page string) {
 		`soul_refreshes_total{result="reused"}`:        1,
 		// A mood created, the list, the logout and DELETE /api/me.
 		`soul_rate_limit_decisions_total{decision="allowed",policy="default",storage="redis"}`: 4,
+		// soul_auth's sign-in limits: three code requests, four code
+		// checks (one wrong), two refreshes (one a reuse).
+		`soul_rate_limit_decisions_total{decision="allowed",policy="otp_request",storage="redis"}`:  3,
+		`soul_rate_limit_decisions_total{decision="allowed",policy="otp_send",storage="redis"}`:     3,
+		`soul_rate_limit_decisions_total{decision="allowed",policy="otp_send_day",storage="redis"}`: 3,
+		`soul_rate_limit_decisions_total{decision="allowed",policy="otp_verify",storage="redis"}`:   4,
+		`soul_rate_limit_decisions_total{decision="allowed",policy="otp_attempts",storage="redis"}`: 4,
+		`soul_rate_limit_decisions_total{decision="allowed",policy="refresh",storage="redis"}`:      2,
 		`soul_rate_limit_fallbacks_total`: 0,
 	} {
 		if got := sample(page, series) - sample(before, series); got != want {

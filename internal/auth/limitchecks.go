@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/soulapp/soul/internal/limiter"
+	"github.com/soulapp/soul/internal/metrics"
 )
 
 // LimitChecks records the rate-limit decisions of the Service calls made
@@ -36,8 +37,18 @@ func (c *LimitChecks) Tightest() (limiter.Decision, bool) {
 	return limiter.Result{Decisions: c.decisions}.Tightest(), true
 }
 
-// record adds ds to the LimitChecks of ctx, if it has one.
+// record counts ds in soul_rate_limit_decisions_total, as soul_rate_limit
+// counts its own, so the rate-limit alerts see sign-in abuse too, and adds
+// them to the LimitChecks of ctx, if it has one. The policy label is the
+// rule's name, one of the few fixed names of Limits (the Caddyfile only
+// changes their counts and windows); the storage is the store that
+// answered. Subjects (phone, client IP) never become labels. A rule with
+// room counts as allowed even when another rule of the same call refused,
+// so each policy's share of refusals is its own.
 func record(ctx context.Context, ds ...limiter.Decision) {
+	for _, d := range ds {
+		metrics.RateLimitDecisions.WithLabelValues(d.Rule.Name, d.Storage, metrics.Decision(d.Allowed)).Inc()
+	}
 	if c, ok := ctx.Value(limitChecksKey{}).(*LimitChecks); ok && c != nil {
 		c.decisions = append(c.decisions, ds...)
 	}

@@ -49,7 +49,9 @@ var (
 		Namespace: namespace, Name: "refreshes_total",
 		Help: "Refresh-token rotations by result (ok, invalid, reused, limited, error).",
 	}, []string{"result"})
-	// RateLimitDecisions counts soul_rate_limit decisions.
+	// RateLimitDecisions counts the decisions of soul_rate_limit's policies
+	// and of soul_auth's sign-in limits (otp_request, otp_send, otp_verify,
+	// otp_attempts, refresh...), one per rule checked.
 	RateLimitDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "rate_limit_decisions_total",
 		Help: "Rate-limit decisions by policy, storage (redis, local) and decision (allowed, limited).",
