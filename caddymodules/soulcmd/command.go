@@ -30,9 +30,9 @@ Tools for operating the SOUL API.
   caddy soul migrate down     roll back the last applied group
   caddy soul migrate status   list migrations and whether each is applied
   caddy soul healthcheck      GET /healthz on this machine; exit 0 when it answers 200
-  caddy soul smoke --base-url URL [--origin O] [--phone P --code C]
+  caddy soul smoke --base-url URL [--origin O] [--phone P --code C] [--skip-burst]
                               check a deployment from outside; exit 1 naming
-                              each failed check
+                              each failed check (see caddy soul smoke --help)
 
 Migrations use DATABASE_URL (Postgres) or, when it is unset, SQLITE_PATH
 (default data/soul.db). healthcheck calls http://127.0.0.1:$PORT/healthz
