@@ -253,3 +253,59 @@ func sample(page, series string) float64 {
 	}
 	return 0
 }
+
+// LOG_LEVEL applies to the access log too: the production Caddyfile logs a
+// request at INFO, and a WARN or ERROR level silences those lines (5xx,
+// logged at ERROR, would stay).
+func TestLogLevelAppliesToTheAccessLog(t *testing.T) {
+	for _, tc := range []struct {
+		level  string
+		logged bool
+	}{{"INFO", true}, {"WARN", false}, {"ERROR", false}} {
+		t.Run(tc.level, func(t *testing.T) {
+			logFile := filepath.Join(t.TempDir(), "caddy.log")
+			cfg := productionCaddyfile(t)
+			// Only where the logs go changes; their level lines stay.
+			const global = "\tlog {\n\t\tlevel {$LOG_LEVEL:INFO}\n\t}"
+			const access = "\t\toutput stderr\n"
+			for _, anchor := range []string{global, access} {
+				if strings.Count(cfg, anchor) != 1 {
+					t.Fatalf("Caddyfile has %d of %q, want 1", strings.Count(cfg, anchor), anchor)
+				}
+			}
+			cfg = strings.Replace(cfg, global, "\tlog {\n\t\toutput file "+logFile+"\n\t\tlevel {$LOG_LEVEL:INFO}\n\t}", 1)
+			cfg = strings.Replace(cfg, access, "\t\toutput file "+logFile+"\n", 1)
+			s := soultest.Start(t, soultest.Options{Database: soultest.SQLite, Caddyfile: cfg,
+				Env: map[string]string{"LOG_LEVEL": tc.level}})
+			c := &flowClient{t: t, s: s, ip: "203.0.113.78"}
+			c.do(http.MethodGet, "/api/openapi.json", nil, http.StatusOK)
+			c.do(http.MethodGet, "/api/nope", nil, http.StatusNotFound)
+
+			logs, err := os.ReadFile(logFile)
+			if err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+			var lines []string
+			infos := 0
+			for _, line := range strings.Split(string(logs), "\n") {
+				if strings.Contains(line, `"logger":"http.log.access`) {
+					lines = append(lines, line)
+				}
+				if strings.Contains(line, `"level":"info"`) {
+					infos++
+				}
+			}
+			// Caddy's own startup lines are at INFO: they show the level
+			// reached the rest of the logs as well.
+			if tc.logged != (infos > 0) {
+				t.Errorf("LOG_LEVEL=%s: %d lines at info in the logs", tc.level, infos)
+			}
+			switch {
+			case tc.logged && (len(lines) != 2 || !strings.Contains(lines[0], `"uri":"/api/openapi.json"`) || !strings.Contains(lines[0], `"level":"info"`)):
+				t.Errorf("LOG_LEVEL=%s: access log %q, want the two requests at info", tc.level, lines)
+			case !tc.logged && len(lines) != 0:
+				t.Errorf("LOG_LEVEL=%s: access log %q, want none", tc.level, lines)
+			}
+		})
+	}
+}
