@@ -10,6 +10,7 @@
 package soulratelimit
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -43,6 +44,11 @@ const (
 	// KeyIP counts per client IP.
 	KeyIP = "ip"
 )
+
+// probeTimeout bounds the Redis ping at provision: long enough for a first
+// dial over a private network, short enough not to hold up a start or a
+// reload when Redis is away.
+const probeTimeout = time.Second
 
 // The "default" policy of DESIGN.md, used for unset fields.
 const (
@@ -132,12 +138,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.lim, h.release = lim, release
 	h.now = time.Now
+	// The log names the storage in use, so an operator whose Redis is
+	// unreachable at start reads it here rather than in the first 429s.
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	storage := lim.Probe(pctx)
+	cancel()
 	h.logger.Info("rate limit policy ready",
 		zap.String("policy", h.Policy),
 		zap.Int("limit", h.Limit),
 		zap.Duration("window", time.Duration(h.Window)),
 		zap.String("key", h.Key),
-		zap.String("storage", describeStorage(s.RedisURL)))
+		zap.String("storage", describeStorage(s.RedisURL, storage)))
 	return nil
 }
 
@@ -244,16 +255,20 @@ func bearer(h string) (string, bool) {
 }
 
 // describeStorage names where the counters live, for the startup log: the
-// Redis host (never its credentials) or process memory.
-func describeStorage(redisURL string) string {
+// Redis host (never its credentials) or process memory, saying so when
+// memory stands in for a Redis that did not answer.
+func describeStorage(redisURL, storage string) string {
 	if redisURL == "" {
 		return "memory (per instance)"
 	}
-	u, err := url.Parse(redisURL)
-	if err != nil || u.Host == "" {
-		return "redis"
+	host := "redis"
+	if u, err := url.Parse(redisURL); err == nil && u.Host != "" {
+		host = "redis " + u.Host
 	}
-	return "redis " + u.Host
+	if storage != limiter.StorageRedis {
+		return "memory (" + host + " unreachable, falling back)"
+	}
+	return host
 }
 
 // Interface guards

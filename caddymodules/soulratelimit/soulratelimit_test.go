@@ -2,6 +2,9 @@ package soulratelimit_test
 
 import (
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -11,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/internal/testservices"
 	"github.com/soulapp/soul/internal/token"
 )
 
@@ -75,6 +79,28 @@ func checkHeaders(t *testing.T, resp *soultest.Response, limit, remaining int, w
 	}
 }
 
+// edgeHeaders asserts the headers every /api answer carries, refusals
+// included: the security snippet's, no-store and no Server.
+func edgeHeaders(t *testing.T, resp *soultest.Response) {
+	t.Helper()
+	want := map[string]string{
+		"Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+		"X-Content-Type-Options":    "nosniff",
+		"X-Frame-Options":           "DENY",
+		"Referrer-Policy":           "no-referrer",
+		"Content-Security-Policy":   "default-src 'none'; frame-ancestors 'none'",
+		"Cache-Control":             "no-store",
+	}
+	for h, v := range want {
+		if got := resp.Header.Values(h); len(got) != 1 || got[0] != v {
+			t.Errorf("%d answer: %s = %q, want %q", resp.StatusCode, h, got, v)
+		}
+	}
+	if s, ok := resp.Header["Server"]; ok {
+		t.Errorf("%d answer: Server = %q", resp.StatusCode, s)
+	}
+}
+
 func TestHeadersAndRefusal(t *testing.T) {
 	const limit = 3
 	s, _ := start(t, limit, nil)
@@ -99,9 +125,7 @@ func TestHeadersAndRefusal(t *testing.T) {
 		t.Errorf("Retry-After = %q, want 1..60 seconds", resp.Header.Get("Retry-After"))
 	}
 	checkHeaders(t, resp, limit, 0, time.Minute)
-	if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
-		t.Errorf("the 429 lacks the security headers: %v", resp.Header)
-	}
+	edgeHeaders(t, resp)
 
 	// Unlimited routes: health, the API document, sign-in (its own limits).
 	for _, path := range []string{"/healthz", "/api/docs", "/api/openapi.json", "/api/auth/refresh"} {
@@ -203,9 +227,53 @@ func TestShield(t *testing.T) {
 	if resp.Header.Get("RateLimit-Policy") != "" {
 		t.Errorf("the shield's refusal reached the policy: %v", resp.Header)
 	}
+	// The shield refuses before `handle /api/*` runs, so its answer gets
+	// the /api headers only if the site sets them itself.
+	edgeHeaders(t, resp)
 	for i := 0; i < 3; i++ {
 		if resp := s.Do(http.MethodGet, "/healthz", nil); resp.StatusCode != http.StatusOK {
 			t.Fatalf("/healthz: status %d", resp.StatusCode)
 		}
+	}
+}
+
+// The startup log names the storage in use, not merely the one configured:
+// a Redis that does not answer at start is reported as memory standing in.
+func TestStartupLogNamesStorage(t *testing.T) {
+	redisURL := testservices.RedisURL(t)
+	u, err := url.Parse(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nothing listens on a port that was free a moment ago.
+	dead := "127.0.0.1:" + strconv.Itoa(soultest.FreePort(t))
+	cases := []struct {
+		name, redisURL, want string
+	}{
+		{"redis answers", redisURL, `"storage":"redis ` + u.Host + `"`},
+		{"redis unreachable", "redis://" + dead + "/0", `"storage":"memory (redis ` + dead + ` unreachable, falling back)"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join(soultest.RepoRoot(), "Caddyfile"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, readLogs := soultest.CaptureLogs(t, string(b))
+			soultest.Start(t, soultest.Options{Database: soultest.SQLite, RedisURL: tc.redisURL, Caddyfile: cfg})
+			var lines int
+			for _, line := range strings.Split(string(readLogs()), "\n") {
+				if !strings.Contains(line, "rate limit policy ready") {
+					continue
+				}
+				lines++
+				if !strings.Contains(line, tc.want) {
+					t.Errorf("policy log line lacks %s: %s", tc.want, line)
+				}
+			}
+			if lines == 0 {
+				t.Fatalf("no \"rate limit policy ready\" line:\n%s", readLogs())
+			}
+		})
 	}
 }

@@ -276,6 +276,24 @@ func (l *Limiter) Storage() string {
 	return StorageRedis
 }
 
+// Probe asks Redis once whether it answers, within ctx, and returns the
+// store calls use from now on: StorageRedis when it answered, StorageLocal
+// when Redis is not configured, is in backoff after a failure, or did not
+// answer. A failed probe counts as a failed call (OnRedisError, backoff),
+// so Redis is tried again by itself. Startup logs use it to say which
+// storage is in use rather than which one is configured.
+func (l *Limiter) Probe(ctx context.Context) string {
+	if l.client == nil || !l.tryRedis() {
+		return StorageLocal
+	}
+	if err := l.client.Do(ctx, l.client.B().Ping().Build()).Error(); err != nil {
+		l.markDown(fmt.Errorf("limiter: redis ping: %w", err))
+		return StorageLocal
+	}
+	l.redisUp()
+	return StorageRedis
+}
+
 // Allow counts a hit for key under rule when the rule has room.
 func (l *Limiter) Allow(ctx context.Context, rule Rule, key string) (Decision, error) {
 	res, err := l.do(ctx, []Check{{Rule: rule, Key: key}}, true)

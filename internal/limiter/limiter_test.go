@@ -946,3 +946,36 @@ func signal(t *testing.T, s *privateRedis, sig syscall.Signal) {
 		t.Fatalf("signal %v: %v", sig, err)
 	}
 }
+
+// Probe reports the store in use, not the one configured: a Redis that
+// does not answer is reported (once per backoff) and calls go to memory.
+func TestProbe(t *testing.T) {
+	ctx := context.Background()
+	if got := openLimiter(t, Options{}).Probe(ctx); got != StorageLocal {
+		t.Errorf("no Redis: Probe() = %s, want %s", got, StorageLocal)
+	}
+	l, _, _ := redisLimiter(t)
+	if got := l.Probe(ctx); got != StorageRedis {
+		t.Errorf("Redis up: Probe() = %s, want %s", got, StorageRedis)
+	}
+
+	srv := startPrivateRedis(t)
+	c := testservices.RedisClient(t, srv.url())
+	srv.stop()
+	var reported atomic.Int64
+	down := openLimiter(t, Options{Client: c, Backoff: time.Minute, OnRedisError: func(error) { reported.Add(1) }})
+	for i := 0; i < 2; i++ {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		got := down.Probe(pctx)
+		cancel()
+		if got != StorageLocal {
+			t.Errorf("Redis down, probe %d: Probe() = %s, want %s", i+1, got, StorageLocal)
+		}
+	}
+	if n := reported.Load(); n != 1 {
+		t.Errorf("Redis down: %d errors reported for two probes in one backoff, want 1", n)
+	}
+	if got := down.Storage(); got != StorageLocal {
+		t.Errorf("Redis down: Storage() = %s after the probe, want %s", got, StorageLocal)
+	}
+}
