@@ -1,31 +1,78 @@
 package soulauth_test
 
 import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"math/big"
+	"regexp"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
 	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/internal/testservices"
 	"github.com/soulapp/soul/internal/twilio/twiliotest"
 )
 
+// TestTwilio signs in through the local Twilio stand-in with each of
+// Twilio's answers that the API tells apart, with Caddy's logs at DEBUG,
+// and then searches those logs for the auth token, the phones and the
+// codes of the run.
 func TestTwilio(t *testing.T) {
 	for _, db := range soultest.Databases {
 		t.Run(string(db), func(t *testing.T) {
 			tw := twiliotest.NewServer(t)
-			s := soultest.Start(t, soultest.Options{Database: db, Redis: true, Env: map[string]string{
+			caddyfile, readLogs := soultest.CaptureLogs(t, repoCaddyfile(t))
+			secret := soultest.RandomHex(32)
+			redisURL := testservices.RedisURL(t)
+			rdb := testservices.RedisClient(t, redisURL)
+			names := keyNamer(t, secret)
+			s := soultest.Start(t, soultest.Options{Database: db, RedisURL: redisURL, Caddyfile: caddyfile, Env: map[string]string{
+				"SECRET_KEY":                secret,
 				"TWILIO_ACCOUNT_SID":        tw.AccountSID,
 				"TWILIO_AUTH_TOKEN":         tw.AuthToken,
 				"TWILIO_VERIFY_SERVICE_SID": tw.ServiceSID,
 				"TWILIO_VERIFY_BASE_URL":    tw.URL,
 				"TWILIO_TIMEOUT":            "300ms",
 			}})
+			// What the logs must never hold: the auth token, every phone,
+			// and every code, right or wrong. Each phone gets codes of its
+			// own (DefaultCode is the example in invalid_phone's detail).
+			secrets := []string{tw.AuthToken}
+			var codes []string
+			right, wrong := map[string]string{}, map[string]string{}
+			newPhone := func() string {
+				p := newPhone()
+				right[p], wrong[p] = randomCode(t), randomCode(t)
+				secrets = append(secrets, p, strings.TrimPrefix(p, "+"))
+				codes = append(codes, right[p], wrong[p])
+				tw.Script(p, twiliotest.Phone{Code: right[p]})
+				return p
+			}
+			// script scripts phone, keeping its code.
+			script := func(phone string, p twiliotest.Phone) {
+				p.Code = right[phone]
+				tw.Script(phone, p)
+			}
 			request := func(phone string) *soultest.Response {
 				return newClient(t, s).post(soulauth.PathOTPRequest, map[string]string{"phone": phone})
 			}
 			verify := func(phone, code string) *soultest.Response {
 				return newClient(t, s).post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": code})
+			}
+			checks := func(phone string) int {
+				n := 0
+				for _, r := range tw.Requests() {
+					if r.Operation == twiliotest.OpCheck && r.Form.Get("To") == phone {
+						n++
+					}
+				}
+				return n
 			}
 
 			t.Run("approved", func(t *testing.T) {
@@ -40,22 +87,22 @@ func TestTwilio(t *testing.T) {
 				if tw.Sent(phone) != 1 {
 					t.Fatalf("Twilio sent %d SMS, want 1", tw.Sent(phone))
 				}
-				soultest.WantStatus(t, verify(phone, twiliotest.DefaultCode), http.StatusOK)
+				soultest.WantStatus(t, verify(phone, right[phone]), http.StatusOK)
 			})
 			t.Run("pending: wrong code", func(t *testing.T) {
 				phone := newPhone()
 				soultest.WantStatus(t, request(phone), http.StatusOK)
-				soultest.WantProblem(t, verify(phone, "000000"), http.StatusUnauthorized, "invalid_code")
-				soultest.WantStatus(t, verify(phone, twiliotest.DefaultCode), http.StatusOK)
+				soultest.WantProblem(t, verify(phone, wrong[phone]), http.StatusUnauthorized, "invalid_code")
+				soultest.WantStatus(t, verify(phone, right[phone]), http.StatusOK)
 			})
 			t.Run("60200 invalid phone", func(t *testing.T) {
 				phone := newPhone()
-				tw.Script(phone, twiliotest.Phone{Start: &twiliotest.InvalidParameter})
+				script(phone, twiliotest.Phone{Start: &twiliotest.InvalidParameter})
 				soultest.WantProblem(t, request(phone), http.StatusUnprocessableEntity, "invalid_phone")
 			})
 			t.Run("60203 max sends", func(t *testing.T) {
 				phone := newPhone()
-				tw.Script(phone, twiliotest.Phone{Start: &twiliotest.MaxSendsReached})
+				script(phone, twiliotest.Phone{Start: &twiliotest.MaxSendsReached})
 				resp := request(phone)
 				soultest.WantProblem(t, resp, http.StatusTooManyRequests, "too_many_attempts")
 				if resp.Header.Get("Retry-After") == "" {
@@ -64,29 +111,93 @@ func TestTwilio(t *testing.T) {
 			})
 			t.Run("60202 max checks", func(t *testing.T) {
 				phone := newPhone()
-				tw.Script(phone, twiliotest.Phone{Check: &twiliotest.MaxChecksReached})
+				script(phone, twiliotest.Phone{Check: &twiliotest.MaxChecksReached})
 				soultest.WantStatus(t, request(phone), http.StatusOK)
-				soultest.WantProblem(t, verify(phone, twiliotest.DefaultCode), http.StatusTooManyRequests, "too_many_attempts")
+				soultest.WantProblem(t, verify(phone, right[phone]), http.StatusTooManyRequests, "too_many_attempts")
 			})
 			t.Run("20404 expired", func(t *testing.T) {
 				phone := newPhone()
 				soultest.WantStatus(t, request(phone), http.StatusOK)
 				tw.Expire(phone)
-				soultest.WantProblem(t, verify(phone, twiliotest.DefaultCode), http.StatusUnauthorized, "code_expired")
+				soultest.WantProblem(t, verify(phone, right[phone]), http.StatusUnauthorized, "code_expired")
 			})
 			t.Run("500", func(t *testing.T) {
 				phone := newPhone()
-				tw.Script(phone, twiliotest.Phone{Start: &twiliotest.InternalError, Check: &twiliotest.InternalError})
+				script(phone, twiliotest.Phone{Start: &twiliotest.InternalError, Check: &twiliotest.InternalError})
 				soultest.WantProblem(t, request(phone), http.StatusBadGateway, "sms_provider_unavailable")
-				soultest.WantProblem(t, verify(phone, twiliotest.DefaultCode), http.StatusBadGateway, "sms_provider_unavailable")
+				soultest.WantProblem(t, verify(phone, right[phone]), http.StatusBadGateway, "sms_provider_unavailable")
 			})
 			t.Run("timeout", func(t *testing.T) {
 				phone := newPhone()
-				tw.Script(phone, twiliotest.Phone{Delay: 5 * time.Second})
+				script(phone, twiliotest.Phone{Delay: 5 * time.Second})
 				start := time.Now()
 				soultest.WantProblem(t, request(phone), http.StatusBadGateway, "sms_provider_unavailable")
 				if time.Since(start) > 4*time.Second {
 					t.Fatal("the Twilio timeout was not applied")
+				}
+			})
+			t.Run("timeout on the check", func(t *testing.T) {
+				phone := newPhone()
+				soultest.WantStatus(t, request(phone), http.StatusOK)
+				script(phone, twiliotest.Phone{Delay: 5 * time.Second})
+				start := time.Now()
+				soultest.WantProblem(t, verify(phone, right[phone]), http.StatusBadGateway, "sms_provider_unavailable")
+				// An upper bound well above the 300ms timeout, far below the
+				// stand-in's 5 s: it only tells a timeout from a wait.
+				if time.Since(start) > 4*time.Second {
+					t.Fatal("the Twilio timeout was not applied to the check")
+				}
+				// The check that timed out is no verdict: the code still works.
+				script(phone, twiliotest.Phone{})
+				soultest.WantStatus(t, verify(phone, right[phone]), http.StatusOK)
+			})
+			t.Run("five wrong tries burn the verification", func(t *testing.T) {
+				phone := newPhone()
+				soultest.WantStatus(t, request(phone), http.StatusOK)
+				for range 5 {
+					soultest.WantProblem(t, verify(phone, wrong[phone]), http.StatusUnauthorized, "invalid_code")
+				}
+				// The phone's otp_attempts limit refuses the sixth try before
+				// it reaches Twilio.
+				soultest.WantProblem(t, verify(phone, right[phone]), http.StatusTooManyRequests, "too_many_attempts")
+				if n := checks(phone); n != 5 {
+					t.Fatalf("Twilio got %d checks, want the 5 wrong ones", n)
+				}
+				// That limit's window (5 minutes) is shorter than the life of
+				// a Twilio verification (10 minutes). Once it has slid past
+				// the wrong tries (here: its entry deleted), Twilio's own
+				// limit of 5 checks per verification (60202) still refuses
+				// the right code, so the tries do not resume.
+				key := names.StorageKey("otp_attempts", phone)
+				if n, err := rdb.Do(t.Context(), rdb.B().Del().Key(key).Build()).AsInt64(); err != nil || n != 1 {
+					t.Fatalf("deleting the phone's tries: %d, %v (is the key name right?)", n, err)
+				}
+				soultest.WantProblem(t, verify(phone, right[phone]), http.StatusTooManyRequests, "too_many_attempts")
+				if n := checks(phone); n != 6 {
+					t.Fatalf("Twilio got %d checks, want 6", n)
+				}
+			})
+			// A failed send still spends the phone's cooldown and a send of
+			// its day: Twilio may have sent the SMS before the answer was
+			// lost, and a provider in trouble (or a number it refuses) must
+			// not be hammered at the client's pace, at Twilio's price.
+			t.Run("a failed send spends the cooldown", func(t *testing.T) {
+				for _, f := range []twiliotest.Failure{twiliotest.InternalError, twiliotest.InvalidParameter} {
+					phone := newPhone()
+					script(phone, twiliotest.Phone{Start: &f})
+					if resp := request(phone); resp.StatusCode != http.StatusBadGateway && resp.StatusCode != http.StatusUnprocessableEntity {
+						t.Fatalf("Twilio %d: status %d", f.Code, resp.StatusCode)
+					}
+					script(phone, twiliotest.Phone{})
+					resp := request(phone)
+					soultest.WantProblem(t, resp, http.StatusTooManyRequests, "rate_limited")
+					wantLimitFields(t, resp, "otp_send", 1, time.Minute)
+					if _, ok := redisDump(t, rdb)[names.StorageKey("otp_send_day", phone)]; !ok {
+						t.Fatalf("Twilio %d: the failed send was not counted in the day's sends", f.Code)
+					}
+					if tw.Sent(phone) != 0 {
+						t.Fatalf("Twilio %d: %d SMS sent after a refusal", f.Code, tw.Sent(phone))
+					}
 				}
 			})
 			t.Run("test numbers skip Twilio", func(t *testing.T) {
@@ -99,8 +210,52 @@ func TestTwilio(t *testing.T) {
 					t.Errorf("Twilio stand-in rejected a %s request: %v", r.Operation, r.Invalid)
 				}
 			}
+
+			logs := readLogs()
+			// The search is only worth something if the run was logged.
+			for _, want := range []string{"sign-in code sent", "signed in", "sign-in refused", "SMS provider unavailable", `"level":"debug"`} {
+				if !bytes.Contains(logs, []byte(want)) {
+					t.Fatalf("the logs lack %q; is the capture working?\n%s", want, logs)
+				}
+			}
+			for _, sec := range secrets {
+				if bytes.Contains(logs, []byte(sec)) {
+					t.Errorf("the logs contain a secret of the run (%d characters)", len(sec))
+				}
+			}
+			// Six digits also occur inside longer numbers (timestamps,
+			// durations): a code counts only standing alone.
+			for _, code := range codes {
+				if regexp.MustCompile(`(^|[^0-9])` + code + `([^0-9]|$)`).Match(logs) {
+					t.Error("the logs contain a code of the run")
+				}
+			}
 		})
 	}
+}
+
+// randomCode is a six-digit code other than the stand-in's DefaultCode.
+func randomCode(t testing.TB) string {
+	t.Helper()
+	for {
+		n, err := rand.Int(rand.Reader, big.NewInt(1_000_000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := fmt.Sprintf("%06d", n); c != twiliotest.DefaultCode {
+			return c
+		}
+	}
+}
+
+// repoCaddyfile is the repository's Caddyfile.
+func repoCaddyfile(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(soultest.RepoRoot(), "Caddyfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func TestTestNumbers(t *testing.T) {

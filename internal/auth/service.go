@@ -151,6 +151,10 @@ type CodeSent struct {
 // at clientIP. The answer does not depend on whether the phone has an
 // account. Its limit checks are recorded in the LimitChecks of ctx.
 func (s *Service) RequestCode(ctx context.Context, clientIP, phoneE164 string) (CodeSent, error) {
+	// Counted before the send, and kept when the send fails: the provider
+	// may have sent the SMS before its answer was lost, and a provider in
+	// trouble, or a number it refuses, must not be retried at the client's
+	// pace and at the provider's price.
 	if err := s.allow(ctx, ErrRateLimited,
 		limiter.Check{Rule: s.limits.RequestPerIP, Key: clientIP},
 		limiter.Check{Rule: s.limits.SendPerPhone, Key: phoneE164},
