@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,85 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/soulapp/soul/internal/database"
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/soulapp/soul/caddymodules/soulauth"
+	"github.com/soulapp/soul/internal/soultest"
 	"github.com/soulapp/soul/internal/testservices"
-	"github.com/soulapp/soul/migrations"
 )
-
-// tables are the ones a restore must bring back whole.
-var tables = []string{"users", "sessions", "otp_challenges", "moods", "idempotency_keys", "soul_migrations"}
-
-// snapshot is what a backup must preserve: row counts and a checksum of
-// every mood, column by column.
-type snapshot struct {
-	counts map[string]int
-	moods  string
-}
-
-func takeSnapshot(t *testing.T, url string) snapshot {
-	t.Helper()
-	db, err := sql.Open("pg", url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s := snapshot{counts: map[string]int{}}
-	for _, tbl := range tables {
-		var n int
-		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM `+tbl).Scan(&n); err != nil {
-			t.Fatalf("counting %s: %v", tbl, err)
-		}
-		s.counts[tbl] = n
-	}
-	if err := db.QueryRowContext(ctx, `SELECT md5(string_agg(m::text, '|' ORDER BY m.id)) FROM moods m`).Scan(&s.moods); err != nil {
-		t.Fatalf("moods checksum: %v", err)
-	}
-	return s
-}
-
-// seed migrates the database and fills it the way the API would.
-func seed(t *testing.T, url string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	db, _, err := database.Open(ctx, database.Config{URL: url}, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	r, err := migrations.New(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Up(ctx); err != nil {
-		t.Fatalf("migrate: %v", err)
-	}
-	for _, q := range []string{
-		`INSERT INTO users (id, phone, created_at)
-		 SELECT gen_random_uuid(), '+1555555' || lpad(i::text, 4, '0'), now() - i * interval '1 day'
-		 FROM generate_series(1, 25) i`,
-		`INSERT INTO sessions (id, user_id, token_hash, created_at, last_used_at, expires_at)
-		 SELECT gen_random_uuid(), id, sha256(convert_to(phone, 'UTF8')), now(), now(), now() + interval '30 days' FROM users`,
-		`INSERT INTO otp_challenges (phone, code_hash, expires_at, created_at)
-		 VALUES ('+15555550001', '\xdeadbeef', now() + interval '5 minutes', now())`,
-		// Every column kind: NULLs, non-ASCII text, JSON tags, timestamps.
-		`INSERT INTO moods (id, user_id, score, label, note, tags, recorded_at, created_at, updated_at)
-		 SELECT gen_random_uuid(), u.id, 1 + (i % 10),
-		        CASE WHEN i % 3 = 0 THEN NULL ELSE 'calm ' || i END,
-		        CASE WHEN i % 4 = 0 THEN NULL ELSE 'Über-ruhig, 静か — día ' || i END,
-		        jsonb_build_array('tag' || (i % 5), 'morning'),
-		        now() - i * interval '1 hour', now(), now()
-		 FROM users u, generate_series(1, 40) i`,
-		`INSERT INTO idempotency_keys (user_id, key, request_hash, mood_id, created_at)
-		 SELECT user_id, 'key-' || id, '\x01', id, now() FROM moods LIMIT 10`,
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatalf("seeding: %v\n%s", err, q)
-		}
-	}
-}
 
 // script runs one of scripts/, with DATABASE_URL and the test server's
 // Postgres tools, and returns its stdout and stderr.
@@ -109,20 +38,147 @@ func script(t *testing.T, dbURL string, name string, args ...string) (string, st
 	return out.String(), errOut.String(), err
 }
 
-func TestBackupRestores(t *testing.T) {
-	src := testservices.NewDatabase(t)
-	seed(t, src)
-	before := takeSnapshot(t, src)
-	if before.counts["moods"] != 1000 || before.counts["users"] != 25 {
-		t.Fatalf("seed went wrong: %v", before.counts)
+// account is a user signed in through the API.
+type account struct {
+	phone        string
+	accessToken  string
+	refreshToken string
+}
+
+// signIn signs phone in with the DEV_MODE preview code.
+func signIn(t *testing.T, srv *soultest.Server, phone string) account {
+	t.Helper()
+	resp := srv.Do(http.MethodPost, soulauth.PathOTPRequest, map[string]string{"phone": phone})
+	soultest.WantStatus(t, resp, http.StatusOK)
+	var sent soulauth.OTPSent
+	resp.JSON(t, &sent)
+	resp = srv.Do(http.MethodPost, soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": sent.PreviewCode})
+	soultest.WantStatus(t, resp, http.StatusOK)
+	var pair soulauth.TokenPair
+	resp.JSON(t, &pair)
+	return account{phone: phone, accessToken: pair.AccessToken, refreshToken: pair.RefreshToken}
+}
+
+func (a account) do(srv *soultest.Server, method, path string, body any, headers ...string) *soultest.Response {
+	return srv.Do(method, path, body, append([]string{"Authorization", "Bearer " + a.accessToken}, headers...)...)
+}
+
+// readBack is what the API answers each account for its profile and all
+// its moods, byte for byte.
+func readBack(t *testing.T, srv *soultest.Server, accounts []account) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	for _, a := range accounts {
+		for _, path := range []string{soulauth.PathMe, "/api/moods?limit=100"} {
+			resp := a.do(srv, http.MethodGet, path, nil)
+			soultest.WantStatus(t, resp, http.StatusOK)
+			got[a.phone+" "+path] = string(resp.Body)
+		}
 	}
+	return got
+}
+
+// diff names the answers that differ.
+func diff(want, got map[string]string) string {
+	var d []string
+	for k, w := range want {
+		if got[k] != w {
+			d = append(d, fmt.Sprintf("%s:\n  before %s\n  after  %s", k, w, got[k]))
+		}
+	}
+	return strings.Join(d, "\n")
+}
+
+// adminExec runs one statement on the shared test Postgres' maintenance
+// database.
+func adminExec(t *testing.T, query string, args ...any) {
+	t.Helper()
+	db, err := sql.Open("pg", testservices.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := db.ExecContext(ctx, query, args...); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}
+
+func databaseExists(t *testing.T, name string) bool {
+	t.Helper()
+	db, err := sql.Open("pg", testservices.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM pg_database WHERE datname = $1`, name).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
+
+// The whole drill through the API: accounts and moods written over HTTP,
+// backed up, the database dropped and restored, and the same answers read
+// back over HTTP with the tokens issued before the backup.
+func TestBackupRestores(t *testing.T) {
+	if os.Getenv(testservices.EnvPGBinDir) == "" {
+		t.Skipf("%s is unset (run `make test`)", testservices.EnvPGBinDir)
+	}
+	dbURL := testservices.NewDatabase(t)
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbName := strings.TrimPrefix(u.Path, "/")
+	// The same key on every start, so tokens issued before the backup are
+	// still good after the restore.
+	opts := soultest.Options{DatabaseURL: dbURL, Env: map[string]string{"SECRET_KEY": soultest.RandomHex(32)}}
+	srv := soultest.Start(t, opts)
+
+	alice := signIn(t, srv, "+447400200001")
+	bob := signIn(t, srv, "+447400200002")
+	accounts := []account{alice, bob}
+	// Every kind of field: absent and null label and note, non-ASCII text,
+	// tags merged and lower-cased, explicit and default recorded_at, and an
+	// Idempotency-Key record.
+	day := time.Now().UTC().Add(-72 * time.Hour).Truncate(time.Second)
+	writes := []struct {
+		who  account
+		body map[string]any
+		key  string
+	}{
+		{alice, map[string]any{"score": 7, "label": "calm", "note": "Über-ruhig, 静か — día 1", "tags": []string{"Morning", "walk", "morning"}, "recorded_at": day.Format(time.RFC3339)}, ""},
+		{alice, map[string]any{"score": 2, "label": nil, "note": "a \"quoted\" line\nand a second", "recorded_at": day.Add(time.Hour).Format(time.RFC3339)}, "alice-2"},
+		{alice, map[string]any{"score": 10, "tags": []string{}, "recorded_at": day.Add(2 * time.Hour).Format(time.RFC3339)}, ""},
+		{alice, map[string]any{"score": 5, "label": "tired", "recorded_at": day.Add(3 * time.Hour).Format(time.RFC3339Nano)}, "alice-4"},
+		{alice, map[string]any{"score": 1}, ""},
+		{bob, map[string]any{"score": 4, "note": "🙂 emoji and tabs\there", "tags": []string{"work"}, "recorded_at": day.Add(30 * time.Minute).Format(time.RFC3339)}, ""},
+		{bob, map[string]any{"score": 9, "label": "great", "note": nil, "recorded_at": day.Add(90 * time.Minute).Format(time.RFC3339)}, "bob-2"},
+		{bob, map[string]any{"score": 6}, ""},
+	}
+	var bobsFirst string
+	for i, w := range writes {
+		var h []string
+		if w.key != "" {
+			h = []string{"Idempotency-Key", w.key}
+		}
+		resp := w.who.do(srv, http.MethodPost, "/api/moods", w.body, h...)
+		soultest.WantStatus(t, resp, http.StatusCreated)
+		if i == 5 {
+			bobsFirst = resp.Header.Get("Location")
+		}
+	}
+	before := readBack(t, srv, accounts)
 
 	// The old stack's URL form, as Railway variables may still hold it.
 	dir := t.TempDir()
-	out, errOut, err := script(t, strings.Replace(src, "postgres://", "postgresql+psycopg2://", 1), "backup.sh", dir)
+	out, errOut, err := script(t, strings.Replace(dbURL, "postgres://", "postgresql+psycopg2://", 1), "backup.sh", dir)
 	if err != nil {
 		t.Fatalf("backup.sh: %v\n%s", err, errOut)
 	}
+	t.Logf("scripts/backup.sh:\n%s%s", errOut, out)
 	file := strings.TrimSpace(out)
 	if filepath.Dir(file) != dir || !strings.HasPrefix(filepath.Base(file), "soul-") || !strings.HasSuffix(file, ".dump") {
 		t.Fatalf("backup.sh printed %q, want %s/soul-<time>.dump", file, dir)
@@ -132,40 +188,57 @@ func TestBackupRestores(t *testing.T) {
 	}
 
 	// Changes after the backup must not survive the restore.
-	db, err := sql.Open("pg", src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(`DELETE FROM moods WHERE score = 1`); err != nil {
-		t.Fatal(err)
+	soultest.WantStatus(t, alice.do(srv, http.MethodPost, "/api/moods", map[string]any{"score": 3, "note": "after the backup"}), http.StatusCreated)
+	soultest.WantStatus(t, bob.do(srv, http.MethodDelete, bobsFirst, nil), http.StatusNoContent)
+	if after := readBack(t, srv, accounts); diff(before, after) == "" {
+		t.Fatal("the writes after the backup changed nothing")
 	}
 
-	dst := testservices.NewDatabase(t)
-	if _, errOut, err := script(t, dst, "restore.sh", file); err != nil {
-		t.Fatalf("restore.sh into an empty database: %v\n%s", err, errOut)
+	// Lose the database: stop the API, then drop it with its connections.
+	if err := caddy.Stop(); err != nil {
+		t.Fatalf("stopping the server: %v", err)
 	}
-	if after := takeSnapshot(t, dst); fmt.Sprint(after) != fmt.Sprint(before) {
-		t.Fatalf("restored database differs:\nbefore %v\nafter  %v", before, after)
+	adminExec(t, `DROP DATABASE "`+dbName+`" WITH (FORCE)`)
+	if databaseExists(t, dbName) {
+		t.Fatal("the database is still there")
 	}
+	adminExec(t, `CREATE DATABASE "`+dbName+`"`)
+	_, errOut, err = script(t, dbURL, "restore.sh", file)
+	if err != nil {
+		t.Fatalf("restore.sh into the empty database: %v\n%s", err, errOut)
+	}
+	t.Logf("scripts/restore.sh:\n%s", errOut)
+
+	srv = soultest.Start(t, opts)
+	if d := diff(before, readBack(t, srv, accounts)); d != "" {
+		t.Fatalf("the API answers differently after the restore:\n%s", d)
+	}
+	t.Logf("restored: %d moods of %d accounts read back through the API as before the backup, with the tokens issued before it", len(writes), len(accounts))
 
 	t.Run("refuses a target with data", func(t *testing.T) {
-		_, errOut, err := script(t, src, "restore.sh", file)
+		soultest.WantStatus(t, alice.do(srv, http.MethodPost, "/api/moods", map[string]any{"score": 8}), http.StatusCreated)
+		changed := readBack(t, srv, accounts)
+		_, errOut, err := script(t, dbURL, "restore.sh", file)
 		if err == nil || !strings.Contains(errOut, "--overwrite") {
 			t.Fatalf("restore.sh over data without --overwrite: %v\n%s", err, errOut)
 		}
-		if takeSnapshot(t, src).counts["moods"] >= before.counts["moods"] {
-			t.Fatal("the refused restore changed the target")
+		if d := diff(changed, readBack(t, srv, accounts)); d != "" {
+			t.Fatalf("the refused restore changed the data:\n%s", d)
 		}
 	})
 
-	t.Run("overwrites with --overwrite", func(t *testing.T) {
-		if _, errOut, err := script(t, src, "restore.sh", "--overwrite", file); err != nil {
+	t.Run("overwrites with --overwrite while the API runs", func(t *testing.T) {
+		if _, errOut, err := script(t, dbURL, "restore.sh", "--overwrite", file); err != nil {
 			t.Fatalf("restore.sh --overwrite: %v\n%s", err, errOut)
 		}
-		if after := takeSnapshot(t, src); fmt.Sprint(after) != fmt.Sprint(before) {
-			t.Fatalf("restored database differs:\nbefore %v\nafter  %v", before, after)
+		if d := diff(before, readBack(t, srv, accounts)); d != "" {
+			t.Fatalf("the API answers differently after the restore:\n%s", d)
 		}
+	})
+
+	t.Run("sessions come back", func(t *testing.T) {
+		resp := srv.Do(http.MethodPost, soulauth.PathRefresh, map[string]string{"refresh_token": bob.refreshToken})
+		soultest.WantStatus(t, resp, http.StatusOK)
 	})
 
 	t.Run("bad input", func(t *testing.T) {
