@@ -1,6 +1,7 @@
 package deploytest
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -8,6 +9,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/soulapp/soul/internal/soultest"
 )
 
 // composeService is the part of a Compose service these tests read.
@@ -162,6 +165,19 @@ func TestComposeFile(t *testing.T) {
 		}
 	})
 
+	// The binary terminates TLS itself: no peer is a proxy, so none may
+	// choose the client IP with X-Forwarded-For.
+	t.Run("api trusts no proxy", func(t *testing.T) {
+		env := environment(api.Environment)
+		value, ok := env["TRUSTED_PROXIES"]
+		if !ok {
+			t.Fatal("TRUSTED_PROXIES not set: the default private_ranges trusts every container on the network")
+		}
+		if ranges := trustedProxies(t, value); len(ranges) > 0 {
+			t.Errorf("TRUSTED_PROXIES %q trusts %v, want no one", value, ranges)
+		}
+	})
+
 	t.Run("database images pinned", func(t *testing.T) {
 		exact := regexp.MustCompile(`^[a-z0-9./-]+:\d+\.\d+(\.\d+)?[A-Za-z0-9.-]*(@sha256:[0-9a-f]{64})?$`)
 		for _, name := range []string{"postgres", "redis"} {
@@ -205,5 +221,50 @@ services:
 		if !slices.Equal(got[name], w) {
 			t.Errorf("%s: found %q, want %q", name, got[name], w)
 		}
+	}
+}
+
+// trustedProxies adapts the repository's Caddyfile with TRUSTED_PROXIES set
+// to value and returns the ranges every server trusts.
+func trustedProxies(t *testing.T, value string) []string {
+	t.Helper()
+	t.Setenv("TRUSTED_PROXIES", value)
+	t.Setenv("SITE_ADDRESS", "api.soulapp.test, :8080")
+	out, err := soultest.Adapt(readRepoFile(t, "Caddyfile"))
+	if err != nil {
+		t.Fatalf("adapting the Caddyfile: %v", err)
+	}
+	var cfg struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					TrustedProxies *struct {
+						Source string   `json:"source"`
+						Ranges []string `json:"ranges"`
+					} `json:"trusted_proxies"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Apps.HTTP.Servers) == 0 {
+		t.Fatal("the adapted Caddyfile has no server")
+	}
+	var ranges []string
+	for name, srv := range cfg.Apps.HTTP.Servers {
+		if srv.TrustedProxies == nil || srv.TrustedProxies.Source != "static" {
+			t.Fatalf("server %s: trusted_proxies %+v, want the static source", name, srv.TrustedProxies)
+		}
+		ranges = append(ranges, srv.TrustedProxies.Ranges...)
+	}
+	return ranges
+}
+
+// The check above finds the default's trust.
+func TestTrustedProxiesCheckFindsDefault(t *testing.T) {
+	if ranges := trustedProxies(t, "private_ranges"); !slices.Contains(ranges, "172.16.0.0/12") {
+		t.Errorf("private_ranges adapts to %v, want the docker bridge's 172.16.0.0/12 among them", ranges)
 	}
 }
