@@ -163,7 +163,8 @@ func TestRequestErrors(t *testing.T) {
 }
 
 // TestLogsHoldNoSecrets runs a whole sign-in at DEBUG with Caddy's logs in
-// a file and looks for every secret of the run in it.
+// a file, with refusals (wrong codes, a burned code, a 429) and the
+// account's deletion, and looks for every secret of the run in it.
 func TestLogsHoldNoSecrets(t *testing.T) {
 	caddyfile, readLogs := soultest.CaptureLogs(t, relaxedCaddyfile(t))
 	secret := soultest.RandomHex(32)
@@ -198,9 +199,34 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	soultest.WantStatus(t, c.post(soulauth.PathLogout, map[string]string{"refresh_token": last.RefreshToken}), http.StatusNoContent)
 	soultest.WantProblem(t, c.withToken(http.MethodGet, soulauth.PathMe, last.AccessToken), http.StatusUnauthorized, "invalid_token")
 
+	// Refusals: a code burned by five wrong tries, then an IP over its
+	// verify limit.
+	code = c.requestCode(phone)
+	secrets = append(secrets, code)
+	for range 5 {
+		soultest.WantProblem(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": wrongCode(code)}), http.StatusUnauthorized, "invalid_code")
+	}
+	soultest.WantProblem(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": code}), http.StatusTooManyRequests, "too_many_attempts")
+	guesser := newClient(t, s)
+	guess := func() *soultest.Response {
+		// A phone per guess: each phone's tries are limited too.
+		other := newPhone()
+		secrets = append(secrets, other, strings.TrimPrefix(other, "+"))
+		return guesser.post(soulauth.PathVerifyOTP, map[string]string{"phone": other, "code": code})
+	}
+	for range 10 {
+		soultest.WantProblem(t, guess(), http.StatusUnauthorized, "code_expired")
+	}
+	soultest.WantProblem(t, guess(), http.StatusTooManyRequests, "rate_limited")
+
+	// The account deleted.
+	final := newClient(t, s).signIn(phone)
+	secrets = append(secrets, final.AccessToken, final.RefreshToken)
+	soultest.WantStatus(t, c.withToken(http.MethodDelete, soulauth.PathMe, final.AccessToken), http.StatusNoContent)
+
 	logs := readLogs()
 	// The check is only worth something if the run was logged.
-	for _, want := range []string{"sign-in code sent", "signed in", "refresh token reused", `"level":"debug"`} {
+	for _, want := range []string{"sign-in code sent", "signed in", "refresh token reused", "too_many_attempts", "rate_limited", "account deleted", `"level":"debug"`} {
 		if !bytes.Contains(logs, []byte(want)) {
 			t.Fatalf("the logs lack %q; is the capture working?\n%s", want, logs)
 		}
@@ -212,7 +238,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	}
 	// JWT segments appear in logs only if a whole token does; a header
 	// echo would show the payload segment.
-	for _, tok := range []string{pair.AccessToken, next.AccessToken, last.AccessToken} {
+	for _, tok := range []string{pair.AccessToken, next.AccessToken, last.AccessToken, final.AccessToken} {
 		if bytes.Contains(logs, []byte(strings.Split(tok, ".")[1])) {
 			t.Error("the logs contain an access token's payload")
 		}
