@@ -14,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/soulapp/soul/caddymodules/soul"
+	"github.com/soulapp/soul/caddymodules/soulauth"
+	"github.com/soulapp/soul/caddymodules/soulmoods"
 	"github.com/soulapp/soul/internal/errorreport/sentrytest"
 	"github.com/soulapp/soul/internal/soultest"
 )
@@ -83,7 +85,7 @@ func TestPanicIsReportedWithoutSecrets(t *testing.T) {
 		Caddyfile: caddyfile(t),
 		Env:       map[string]string{"SENTRY_DSN": sentry.URL},
 	})
-	resp := s.Do(http.MethodPost, "/boom?code=654321&phone=%2B15555550199", `{"code":"777777"}`,
+	resp := s.Do(http.MethodPost, "/boom?code=654321&phone=%2B15555550199", `{"code":"777777","note":"boom-note-text"}`,
 		"Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl",
 		"Cookie", "session=cookie-secret-value")
 	if resp.StatusCode != http.StatusInternalServerError {
@@ -98,7 +100,7 @@ func TestPanicIsReportedWithoutSecrets(t *testing.T) {
 			t.Errorf("envelope lacks %q:\n%s", want, env)
 		}
 	}
-	for _, secret := range []string{"5555550123", "5555550199", "123456", "654321", "777777", "eyJ", "c2lnbmF0dXJl", "cookie-secret-value", "Bearer"} {
+	for _, secret := range []string{"5555550123", "5555550199", "123456", "654321", "777777", "eyJ", "c2lnbmF0dXJl", "cookie-secret-value", "Bearer", "boom-note-text"} {
 		if bytes.Contains(env, []byte(secret)) {
 			t.Errorf("envelope holds %q:\n%s", secret, env)
 		}
@@ -132,5 +134,52 @@ func TestServerErrorIsReportedAndClientErrorIsNot(t *testing.T) {
 	}
 	if n := sentry.Count(); n != 1 {
 		t.Errorf("%d envelopes, want 1 (the 502 only)", n)
+	}
+}
+
+// A mood write the database refuses is a 503, reported with the database's
+// message, and the report holds none of the mood's text (note, label,
+// tags) nor the caller's credentials.
+func TestFailedMoodWriteIsReportedWithoutItsText(t *testing.T) {
+	sentry := sentrytest.New(t)
+	s := soultest.Start(t, soultest.Options{
+		Database: soultest.SQLite,
+		Env:      map[string]string{"SENTRY_DSN": sentry.URL},
+	})
+	const phone = "+447400900123"
+	signIn := func(path string, body map[string]string, v any) {
+		t.Helper()
+		resp := s.Do(http.MethodPost, path, body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: status %d (%s)", path, resp.StatusCode, resp.Body)
+		}
+		resp.JSON(t, v)
+	}
+	var sent soulauth.OTPSent
+	signIn(soulauth.PathOTPRequest, map[string]string{"phone": phone}, &sent)
+	var pair soulauth.TokenPair
+	signIn(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": sent.PreviewCode}, &pair)
+	// The database refuses every new mood, as a full disk would.
+	if _, err := s.OpenDB(t).Exec("CREATE TRIGGER moods_refused BEFORE INSERT ON moods BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"); err != nil {
+		t.Fatal(err)
+	}
+
+	note, label, tag := "reported-note-"+soultest.RandomHex(6), "reported-label-"+soultest.RandomHex(3), "tag"+soultest.RandomHex(4)
+	resp := s.Do(http.MethodPost, soulmoods.PathMoods, map[string]any{"score": 3, "note": note, "label": label, "tags": []string{tag}},
+		"Authorization", "Bearer "+pair.AccessToken)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status = %d, want 503 (%s)", resp.StatusCode, resp.Body)
+	}
+	env := sentry.Wait(t)
+	for _, want := range []string{"database or disk is full", `"status":"503"`, soulmoods.PathMoods} {
+		if !bytes.Contains(env, []byte(want)) {
+			t.Errorf("envelope lacks %q:\n%s", want, env)
+		}
+	}
+	for what, secret := range map[string]string{"note": note, "label": label, "tag": tag, "phone": phone[1:],
+		"code": sent.PreviewCode, "access token": pair.AccessToken, "refresh token": pair.RefreshToken} {
+		if bytes.Contains(env, []byte(secret)) {
+			t.Errorf("envelope holds the mood's or caller's %s:\n%s", what, env)
+		}
 	}
 }
