@@ -1,10 +1,13 @@
 package all_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +18,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/soulapp/soul/internal/soultest"
 	"github.com/soulapp/soul/internal/testservices"
@@ -162,6 +166,73 @@ func TestSecurityHeaders(t *testing.T) {
 				if got := r.Header.Values("Cache-Control"); len(got) != 1 || got[0] != "no-store" {
 					t.Errorf("Cache-Control = %q, want no-store", got)
 				}
+			}
+		})
+	}
+}
+
+// /api answers are compressed with zstd or gzip, whichever the client
+// prefers, and decode to the very bytes of the plain answer.
+func TestCompression(t *testing.T) {
+	s := soultest.Start(t, soultest.Options{Database: soultest.SQLite})
+	const path = "/api/openapi.json"
+	plain := s.Do(http.MethodGet, path, nil, "Accept-Encoding", "identity")
+	if plain.StatusCode != http.StatusOK || len(plain.Body) < 4<<10 {
+		t.Fatalf("GET %s: status %d, %d bytes; want a 200 large enough to be compressed", path, plain.StatusCode, len(plain.Body))
+	}
+	if ce := plain.Header.Get("Content-Encoding"); ce != "" {
+		t.Fatalf("identity asked, Content-Encoding %q", ce)
+	}
+	var doc struct {
+		OpenAPI string `json:"openapi"`
+	}
+	plain.JSON(t, &doc)
+	if !strings.HasPrefix(doc.OpenAPI, "3.1") {
+		t.Fatalf("GET %s: openapi %q, want 3.1.x", path, doc.OpenAPI)
+	}
+
+	decoders := map[string]func(io.Reader) (io.Reader, error){
+		"zstd": func(r io.Reader) (io.Reader, error) { return zstd.NewReader(r) },
+		"gzip": func(r io.Reader) (io.Reader, error) { return gzip.NewReader(r) },
+	}
+	cases := []struct {
+		accept, want string
+	}{
+		{"zstd", "zstd"},
+		{"gzip", "gzip"},
+		// The Caddyfile's order breaks a tie in the client's preferences.
+		{"gzip, zstd", "zstd"},
+		{"zstd;q=0.5, gzip", "gzip"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.accept, func(t *testing.T) {
+			r := s.Do(http.MethodGet, path, nil, "Accept-Encoding", tc.accept)
+			if r.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", r.StatusCode)
+			}
+			if got := r.Header.Get("Content-Encoding"); got != tc.want {
+				t.Fatalf("Content-Encoding %q, want %q", got, tc.want)
+			}
+			if vary := strings.Join(r.Header.Values("Vary"), ", "); !strings.Contains(vary, "Accept-Encoding") {
+				t.Errorf("Vary = %q, want Accept-Encoding named", vary)
+			}
+			if len(r.Body) >= len(plain.Body) {
+				t.Errorf("%s body %d bytes, plain %d", tc.want, len(r.Body), len(plain.Body))
+			}
+			dec, err := decoders[tc.want](bytes.NewReader(r.Body))
+			if err != nil {
+				t.Fatalf("%s: %v", tc.want, err)
+			}
+			body, err := io.ReadAll(dec)
+			if err != nil {
+				t.Fatalf("decoding %s: %v", tc.want, err)
+			}
+			if !bytes.Equal(body, plain.Body) {
+				t.Errorf("%s body decodes to %d bytes unlike the plain %d", tc.want, len(body), len(plain.Body))
+			}
+			securityHeaders(t, tc.want, r.Response, strictCSP)
+			if got := r.Header.Get("Cache-Control"); got != "no-store" {
+				t.Errorf("Cache-Control = %q, want no-store", got)
 			}
 		})
 	}
