@@ -258,6 +258,65 @@ func repoCaddyfile(t testing.TB) string {
 	return string(b)
 }
 
+// TestTestNumbersInProduction is the App Store review case: with
+// DEV_MODE=false, a listed number signs in with its fixed code and Twilio
+// is never called; after OTP_TEST_NUMBERS_VALID_UNTIL the fixed codes stop
+// working, for a fictional number (then invalid) and for a real one (then
+// an ordinary number, whose code Twilio sends).
+func TestTestNumbersInProduction(t *testing.T) {
+	const fictional, realPhone = "+15555550100", "+447400999999"
+	for _, tc := range []struct {
+		name  string
+		until time.Duration
+	}{{"honoured", time.Hour}, {"expired", -time.Hour}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tw := twiliotest.NewServer(t)
+			s := soultest.Start(t, soultest.Options{Database: soultest.Postgres, Redis: true, Env: map[string]string{
+				"DEV_MODE":                     "false",
+				"SECRET_KEY":                   soultest.RandomHex(32),
+				"CORS_ORIGINS":                 "https://app.soulapp.app",
+				"TWILIO_ACCOUNT_SID":           tw.AccountSID,
+				"TWILIO_AUTH_TOKEN":            tw.AuthToken,
+				"TWILIO_VERIFY_SERVICE_SID":    tw.ServiceSID,
+				"TWILIO_VERIFY_BASE_URL":       tw.URL,
+				"OTP_TEST_NUMBERS":             fictional + "=246810," + realPhone + "=135790",
+				"OTP_TEST_NUMBERS_VALID_UNTIL": time.Now().Add(tc.until).UTC().Format(time.RFC3339),
+			}})
+			c := newClient(t, s)
+			request := func(phone string) *soultest.Response {
+				return c.post(soulauth.PathOTPRequest, map[string]string{"phone": phone})
+			}
+			verify := func(phone, code string) *soultest.Response {
+				return c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": code})
+			}
+
+			if tc.until > 0 {
+				for phone, code := range map[string]string{fictional: "246810", realPhone: "135790"} {
+					resp := request(phone)
+					soultest.WantStatus(t, resp, http.StatusOK)
+					var sent soulauth.OTPSent
+					resp.JSON(t, &sent)
+					if sent.PreviewCode != "" {
+						t.Fatal("a preview code in production")
+					}
+					soultest.WantStatus(t, verify(phone, code), http.StatusOK)
+				}
+				if n := len(tw.Requests()); n != 0 {
+					t.Fatalf("Twilio was called %d times for test numbers", n)
+				}
+				return
+			}
+			soultest.WantProblem(t, request(fictional), http.StatusUnprocessableEntity, "invalid_phone")
+			soultest.WantProblem(t, verify(fictional, "246810"), http.StatusUnprocessableEntity, "invalid_phone")
+			soultest.WantStatus(t, request(realPhone), http.StatusOK)
+			if tw.Sent(realPhone) != 1 {
+				t.Fatalf("Twilio sent %d SMS to the number whose listing expired, want 1", tw.Sent(realPhone))
+			}
+			soultest.WantProblem(t, verify(realPhone, "135790"), http.StatusUnauthorized, "invalid_code")
+		})
+	}
+}
+
 func TestTestNumbers(t *testing.T) {
 	tw := twiliotest.NewServer(t)
 	env := map[string]string{
