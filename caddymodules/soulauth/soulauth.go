@@ -20,6 +20,7 @@ import (
 	"github.com/soulapp/soul/caddymodules/soul"
 	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/authbody"
+	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/limiterpool"
 	"github.com/soulapp/soul/internal/metrics"
@@ -418,6 +419,12 @@ func (h *Handler) failChecked(err error, checks *auth.LimitChecks) error {
 		e = problem.New(http.StatusBadGateway, "sms_provider_unavailable", "The SMS provider is unavailable; retry later.")
 	case errors.Is(err, auth.ErrNotFound):
 		e = problem.From(nil, http.StatusNotFound)
+	case database.Unavailable(err):
+		// Down, restarting or out of connections: the client retries, as
+		// the moods routes tell it to.
+		h.logger.Error("sign-in: database unavailable", zap.Error(err))
+		e = problem.New(http.StatusServiceUnavailable, "service_unavailable", "The service is temporarily unavailable; retry later.")
+		e.RetryAfter = 5 * time.Second
 	default:
 		h.logger.Error("sign-in failed", zap.Error(err))
 		e = problem.From(nil, http.StatusInternalServerError)
