@@ -4,7 +4,10 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"github.com/google/uuid"
 
 	"github.com/soulapp/soul/internal/problem"
 )
@@ -102,4 +105,40 @@ func checkTags(t *testing.T, tags []string) {
 		}
 		seen[tag] = true
 	}
+}
+
+// FuzzParseCursor: any `before` value is either refused with ErrBadCursor
+// or decodes to a cursor this server could have made (UTC, 1970..9999)
+// that encodes back to the same text, so a client can neither crash the
+// list nor reach a position the API never handed out.
+func FuzzParseCursor(f *testing.F) {
+	valid := Cursor{RecordedAt: testNow, ID: uuid.MustParse("3028124b-52c5-4d39-8c4e-1e1b8c6f1a2b")}.String()
+	for _, s := range []string{
+		valid, "", "x", "AAAA", valid + "A", valid[:len(valid)-1], valid + "==", valid + "\n",
+		Cursor{}.String(), Cursor{RecordedAt: time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)}.String(),
+		strings.Repeat("_", 32), strings.Repeat("-", 32), "////////////////////////////////",
+	} {
+		f.Add(s)
+	}
+	// base64 decoding skips line breaks; nothing else may differ.
+	unwrap := strings.NewReplacer("\r", "", "\n", "")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseCursor(s)
+		if err != nil {
+			if !errors.Is(err, ErrBadCursor) {
+				t.Fatalf("ParseCursor(%q): %v, want ErrBadCursor", s, err)
+			}
+			return
+		}
+		if c.RecordedAt.Location() != time.UTC || c.RecordedAt.Before(time.Unix(0, 0)) || c.RecordedAt.Year() > 9999 {
+			t.Fatalf("ParseCursor(%q) accepted recorded_at %v", s, c.RecordedAt)
+		}
+		if enc := c.String(); enc != unwrap.Replace(s) {
+			t.Fatalf("ParseCursor(%q) encodes back as %q", s, enc)
+		}
+		again, err := ParseCursor(c.String())
+		if err != nil || !again.RecordedAt.Equal(c.RecordedAt) || again.ID != c.ID {
+			t.Fatalf("cursor %q does not round-trip: %+v, %v", s, again, err)
+		}
+	})
 }
