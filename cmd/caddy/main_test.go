@@ -60,6 +60,13 @@ func run(t *testing.T, env []string, args ...string) (stdout, stderr string, err
 	return out.String(), errb.String(), err
 }
 
+// Secrets of the refused starts below, which no output may echo.
+const (
+	productionSecret = "production-secret-key-of-48-characters-for-tests"
+	databasePassword = "hunter2hunter2"
+	twilioToken      = "twilio-auth-token-for-tests"
+)
+
 // A bad start stops with one line that names the problem: no panic, no
 // stack trace, and the process exits non-zero.
 func TestStartRefusals(t *testing.T) {
@@ -67,21 +74,64 @@ func TestStartRefusals(t *testing.T) {
 	if err := os.WriteFile(unknownSub, []byte("{\n\tsoul {\n\t\tsecret_sauce 1\n\t}\n}\n\n:0 {\n\trespond ok\n}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// production is a complete production environment but for the one
+	// variable a case leaves out (an empty value) or changes; its database
+	// is never reached, since the settings are checked first.
+	production := func(override ...string) []string {
+		env := map[string]string{
+			"DEV_MODE":                  "false",
+			"SECRET_KEY":                productionSecret,
+			"DATABASE_URL":              "postgres://soul:" + databasePassword + "@127.0.0.1:1/soul?sslmode=disable",
+			"REDIS_URL":                 "redis://127.0.0.1:1",
+			"CORS_ORIGINS":              "https://app.soulapp.app",
+			"TWILIO_ACCOUNT_SID":        "AC1",
+			"TWILIO_AUTH_TOKEN":         twilioToken,
+			"TWILIO_VERIFY_SERVICE_SID": "VA1",
+		}
+		for _, kv := range override {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+		var out []string
+		for k, v := range env {
+			out = append(out, k+"="+v)
+		}
+		return out
+	}
+	// Variables named in an answer about another one mean the check
+	// reported more than the one problem. (A malformed REDIS_URL is
+	// refused first by the certificate storage on it, provisioned before
+	// the soul app, in its own words.)
+	others := []string{"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "CORS_ORIGINS", "TWILIO_"}
 	cases := []struct {
 		name   string
 		env    []string
 		config string
 		want   string
+		// alone: the line names no other variable (production rows,
+		// where everything else is right).
+		alone bool
 	}{
-		{"malformed DATABASE_URL", []string{"DEV_MODE=true", "DATABASE_URL=postgres://user@:5432"}, "Caddyfile", "DATABASE_URL has no host"},
-		{"unreachable database", []string{"DEV_MODE=true", "DATABASE_URL=postgres://soul@127.0.0.1:1/soul?sslmode=disable", "DATABASE_CONNECT_TIMEOUT=1s"}, "Caddyfile", "unreachable"},
-		{"unknown subdirective", []string{"DEV_MODE=true"}, unknownSub, `unrecognized subdirective \"secret_sauce\"`},
-		{"bad DATABASE_MAX_CONNECTIONS", []string{"DEV_MODE=true", "DATABASE_MAX_CONNECTIONS=0"}, "Caddyfile", "DATABASE_MAX_CONNECTIONS must be a whole number from 1 to 1000"},
-		{"bad RETENTION_SWEEP_INTERVAL", []string{"DEV_MODE=true", "RETENTION_SWEEP_INTERVAL=soon"}, "Caddyfile", "RETENTION_SWEEP_INTERVAL must be a duration"},
-		{"short SECRET_KEY in production", []string{"DEV_MODE=false", "SECRET_KEY=short", "DATABASE_URL=postgres://soul@127.0.0.1:1/soul", "REDIS_URL=redis://127.0.0.1:1", "CORS_ORIGINS=https://soulapp.app", "TWILIO_ACCOUNT_SID=AC1", "TWILIO_AUTH_TOKEN=x", "TWILIO_VERIFY_SERVICE_SID=VA1"}, "Caddyfile", "SECRET_KEY must be at least 32 characters"},
-		{"production without anything", []string{"DEV_MODE=false"}, "Caddyfile", "DATABASE_URL is required"},
-		{"wildcard CORS in production", []string{"DEV_MODE=false", "CORS_ORIGINS=*"}, "Caddyfile", "CORS_ORIGINS may not hold a wildcard"},
-		{"bad DEV_MODE", []string{"DEV_MODE=perhaps"}, "Caddyfile", "DEV_MODE must be true or false"},
+		{"malformed DATABASE_URL", []string{"DEV_MODE=true", "DATABASE_URL=postgres://user@:5432"}, "Caddyfile", "DATABASE_URL has no host", false},
+		{"unparseable DATABASE_URL", []string{"DEV_MODE=true", "DATABASE_URL=postgres://soul:" + databasePassword + "@127.0.0.1:port/soul"}, "Caddyfile", "DATABASE_URL is not a valid URL", false},
+		{"DATABASE_URL of another scheme", []string{"DEV_MODE=true", "DATABASE_URL=mysql://soul:" + databasePassword + "@127.0.0.1/soul"}, "Caddyfile", `DATABASE_URL must start with postgres://, postgresql:// or postgresql+psycopg2:// (got scheme \"mysql\")`, false},
+		{"unreachable database", []string{"DEV_MODE=true", "DATABASE_URL=postgres://soul:" + databasePassword + "@127.0.0.1:1/soul?sslmode=disable", "DATABASE_CONNECT_TIMEOUT=1s"}, "Caddyfile", "unreachable", false},
+		{"unreachable database in production", production("DATABASE_CONNECT_TIMEOUT=1s"), "Caddyfile", "unreachable", true},
+		{"REDIS_URL of another scheme", []string{"DEV_MODE=true", "REDIS_URL=http://127.0.0.1:6379"}, "Caddyfile", "the Redis URL is malformed", false},
+		{"REDIS_URL without a host", []string{"DEV_MODE=true", "REDIS_URL=redis://"}, "Caddyfile", "REDIS_URL has no host", false},
+		{"unparseable REDIS_URL", []string{"DEV_MODE=true", "REDIS_URL=redis://:" + databasePassword + "@127.0.0.1:port"}, "Caddyfile", "the Redis URL is malformed", false},
+		{"production without REDIS_URL", production("REDIS_URL="), "Caddyfile", "REDIS_URL is required when DEV_MODE=false", true},
+		{"production without a Twilio auth token", production("TWILIO_AUTH_TOKEN="), "Caddyfile", "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_VERIFY_SERVICE_SID are required when DEV_MODE=false", true},
+		{"production without Twilio", production("TWILIO_ACCOUNT_SID=", "TWILIO_AUTH_TOKEN=", "TWILIO_VERIFY_SERVICE_SID="), "Caddyfile", "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_VERIFY_SERVICE_SID are required when DEV_MODE=false", true},
+		{"production with empty CORS_ORIGINS", production("CORS_ORIGINS="), "Caddyfile", "CORS_ORIGINS is required when DEV_MODE=false", true},
+		{"production with CORS_ORIGINS of commas", production("CORS_ORIGINS= , "), "Caddyfile", "CORS_ORIGINS is required when DEV_MODE=false", true},
+		{"unknown subdirective", []string{"DEV_MODE=true"}, unknownSub, `unrecognized subdirective \"secret_sauce\"`, false},
+		{"bad DATABASE_MAX_CONNECTIONS", []string{"DEV_MODE=true", "DATABASE_MAX_CONNECTIONS=0"}, "Caddyfile", "DATABASE_MAX_CONNECTIONS must be a whole number from 1 to 1000", false},
+		{"bad RETENTION_SWEEP_INTERVAL", []string{"DEV_MODE=true", "RETENTION_SWEEP_INTERVAL=soon"}, "Caddyfile", "RETENTION_SWEEP_INTERVAL must be a duration", false},
+		{"short SECRET_KEY in production", []string{"DEV_MODE=false", "SECRET_KEY=short", "DATABASE_URL=postgres://soul@127.0.0.1:1/soul", "REDIS_URL=redis://127.0.0.1:1", "CORS_ORIGINS=https://soulapp.app", "TWILIO_ACCOUNT_SID=AC1", "TWILIO_AUTH_TOKEN=x", "TWILIO_VERIFY_SERVICE_SID=VA1"}, "Caddyfile", "SECRET_KEY must be at least 32 characters", false},
+		{"production without anything", []string{"DEV_MODE=false"}, "Caddyfile", "DATABASE_URL is required", false},
+		{"wildcard CORS in production", []string{"DEV_MODE=false", "CORS_ORIGINS=*"}, "Caddyfile", "CORS_ORIGINS may not hold a wildcard", false},
+		{"bad DEV_MODE", []string{"DEV_MODE=perhaps"}, "Caddyfile", "DEV_MODE must be true or false", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,8 +154,15 @@ func TestStartRefusals(t *testing.T) {
 			if len(errLines) != 1 || !strings.Contains(errLines[0], tc.want) {
 				t.Fatalf("want one error line naming %q, got %q\nstderr:\n%s", tc.want, errLines, stderr)
 			}
-			if strings.Contains(stderr, "SECRET_KEY=short") || strings.Contains(stderr, "secret_key\":\"short") {
-				t.Fatalf("secret echoed:\n%s", stderr)
+			for _, other := range others {
+				if tc.alone && !strings.Contains(tc.want, other) && strings.Contains(errLines[0], other) {
+					t.Fatalf("the line names %s too, beside %q: %s", other, tc.want, errLines[0])
+				}
+			}
+			for _, secret := range []string{"SECRET_KEY=short", "secret_key\":\"short", productionSecret, databasePassword, twilioToken} {
+				if strings.Contains(stderr, secret) {
+					t.Fatalf("secret echoed:\n%s", stderr)
+				}
 			}
 		})
 	}
