@@ -14,8 +14,12 @@ $(BIN): $(GO_SOURCES)
 	scripts/build.sh $(BIN)
 
 ## run: serve on http://localhost:8080 with SQLite, in-memory limits, DEV_MODE
+# A DATABASE_URL or REDIS_URL left in the shell's environment would quietly
+# move make run off SQLite and memory, so both are dropped unless given on
+# make's command line: make run DATABASE_URL=postgres://... REDIS_URL=redis://...
+RUN_UNSET := $(foreach v,DATABASE_URL REDIS_URL,$(if $(filter command line,$(origin $(v))),,-u $(v)))
 run: $(BIN)
-	DEV_MODE=$${DEV_MODE:-true} SQLITE_PATH=$${SQLITE_PATH:-data/soul.db} \
+	env $(RUN_UNSET) DEV_MODE=$${DEV_MODE:-true} SQLITE_PATH=$${SQLITE_PATH:-data/soul.db} \
 		$(BIN) run --config Caddyfile --adapter caddyfile
 
 ## test: start throwaway Postgres and Redis, run every test, stop them
