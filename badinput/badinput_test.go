@@ -116,7 +116,10 @@ func TestMalformedJSON(t *testing.T) {
 
 // A header block over Caddy's limit is refused with 431 before any handler.
 func TestOversizedHeaders(t *testing.T) {
-	s := soultest.Start(t, soultest.Options{Database: soultest.SQLite, Env: testEnv})
+	s := soultest.Start(t, soultest.Options{Database: soultest.SQLite, Env: testEnv,
+		// Go's HTTP server refuses these before any handler runs, with a
+		// plain-text 431 that no Caddy route can turn into a problem.
+		Unchecked: "the 431 comes from Go's HTTP server, not the API"})
 	for _, size := range []int{64 << 10, 1 << 20} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			resp := s.Do(http.MethodGet, "/api/moods", nil, "X-Padding", strings.Repeat("a", size))

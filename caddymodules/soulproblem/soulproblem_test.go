@@ -49,6 +49,7 @@ func TestCaddysOwnErrorsAreProblems(t *testing.T) {
 // Retry-After header.
 func TestRateLimitErrorIsAProblem(t *testing.T) {
 	s := soultest.Start(t, soultest.Options{
+		Unchecked: "a Caddyfile with a route of its own, outside the API",
 		Caddyfile: `{
 	admin {$ADMIN_ADDRESS}
 	order rate_limit before respond

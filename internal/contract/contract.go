@@ -10,6 +10,7 @@ package contract
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
+	"github.com/klauspost/compress/zstd"
 )
 
 // Text bodies the API serves (the documentation page and its script) are
@@ -65,6 +67,9 @@ func New(spec []byte) (*Checker, error) {
 // respBody are the bodies as sent and received (req.Body and resp.Body are
 // not read).
 func (c *Checker) Check(req *http.Request, reqBody []byte, resp *http.Response, respBody []byte) error {
+	if isPreflight(req) {
+		return checkPreflight(req, resp, respBody)
+	}
 	route, params, err := c.router.FindRoute(req)
 	if err == nil && !matchTemplate(route.Path, req.URL.Path) {
 		// The router forgives a trailing slash and an empty parameter; the
@@ -120,10 +125,57 @@ func (c *Checker) Check(req *http.Request, reqBody []byte, resp *http.Response, 
 	return nil
 }
 
+// isPreflight tells a CORS preflight: the browser's own OPTIONS request,
+// part of the CORS protocol rather than an operation of the API, so the
+// document does not list it.
+func isPreflight(req *http.Request) bool {
+	return req.Method == http.MethodOptions && req.Header.Get("Origin") != "" &&
+		req.Header.Get("Access-Control-Request-Method") != ""
+}
+
+// checkPreflight holds a preflight's answer to what the API promises for
+// one: 204 with the allowed origin echoed, or the 403 problem
+// cors_origin_not_allowed without any CORS grant.
+func checkPreflight(req *http.Request, resp *http.Response, body []byte) error {
+	name := "preflight " + req.URL.Path
+	allowOrigin := resp.Header.Get("Access-Control-Allow-Origin")
+	switch resp.StatusCode {
+	case http.StatusNoContent:
+		if allowOrigin != req.Header.Get("Origin") && allowOrigin != "*" {
+			return fmt.Errorf("contract: %s answered 204 with Access-Control-Allow-Origin %q for origin %q",
+				name, allowOrigin, req.Header.Get("Origin"))
+		}
+		return nil
+	case http.StatusForbidden:
+		if allowOrigin != "" {
+			return fmt.Errorf("contract: %s refused the origin but granted Access-Control-Allow-Origin %q", name, allowOrigin)
+		}
+		var p struct {
+			Status int    `json:"status"`
+			Code   string `json:"code"`
+		}
+		if resp.Header.Get("Content-Type") != "application/problem+json" || jsonUnmarshal(body, &p) != nil ||
+			p.Status != http.StatusForbidden || p.Code != "cors_origin_not_allowed" {
+			return fmt.Errorf("contract: %s answered 403 without the cors_origin_not_allowed problem (%s: %.300s)",
+				name, resp.Header.Get("Content-Type"), body)
+		}
+		return nil
+	}
+	return fmt.Errorf("contract: %s answered %d, neither 204 nor 403 (body %.300s)", name, resp.StatusCode, body)
+}
+
+// edgeStatuses are answered before a request is routed, whatever its path:
+// the rate limits (429) and the body limit (413). A path the document does
+// not list may get them instead of its 404 or 405.
+var edgeStatuses = map[int]bool{http.StatusTooManyRequests: true, http.StatusRequestEntityTooLarge: true}
+
 // undocumented checks the answer to a path or method the document does not
 // list: the API's own 404 or 405 problem, the latter with an Allow of
-// exactly the documented methods.
+// exactly the documented methods, or a problem of the edge.
 func (c *Checker) undocumented(resp *http.Response, body []byte, status int, allow []string) error {
+	if edgeStatuses[resp.StatusCode] {
+		status, allow = resp.StatusCode, nil
+	}
 	if resp.StatusCode != status {
 		return fmt.Errorf("contract: %s %s is not in the document but answered %d, not %d (body %.300s)",
 			resp.Request.Method, resp.Request.URL.Path, resp.StatusCode, status, body)
@@ -263,10 +315,47 @@ func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(respBody))
-	if err := tr.c.Check(req, reqBody, resp, respBody); err != nil {
+	// The caller gets the bytes as they came; the document describes them
+	// decoded.
+	plain, err := decode(resp.Header.Get("Content-Encoding"), respBody)
+	if err != nil {
+		tr.t.Error(fmt.Errorf("contract: %s %s: %w", req.Method, req.URL.Path, err))
+		return resp, nil
+	}
+	if err := tr.c.Check(req, reqBody, resp, plain); err != nil {
 		tr.t.Error(err)
 	}
 	return resp, nil
+}
+
+// decode undoes the content codings the server uses (Caddy's encode: zstd
+// and gzip).
+func decode(coding string, body []byte) ([]byte, error) {
+	var r io.Reader
+	switch strings.ToLower(strings.TrimSpace(coding)) {
+	case "", "identity":
+		return body, nil
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, fmt.Errorf("gzip body: %w", err)
+		}
+		r = zr
+	case "zstd":
+		zr, err := zstd.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return nil, fmt.Errorf("zstd body: %w", err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		return nil, fmt.Errorf("a body in the content coding %q, which the server does not use", coding)
+	}
+	plain, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("decoding the %s body: %w", coding, err)
+	}
+	return plain, nil
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

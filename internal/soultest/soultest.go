@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +28,9 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	_ "github.com/mholt/caddy-ratelimit"
 
+	"github.com/soulapp/soul/api"
 	_ "github.com/soulapp/soul/caddymodules/all"
+	"github.com/soulapp/soul/internal/contract"
 	"github.com/soulapp/soul/internal/problem"
 	"github.com/soulapp/soul/internal/testservices"
 )
@@ -57,6 +60,11 @@ type Options struct {
 	Env map[string]string
 	// Caddyfile replaces the repository's Caddyfile.
 	Caddyfile string
+	// Unchecked says why this server's exchanges are not checked against
+	// the OpenAPI document (a Caddyfile with routes of its own, say). When
+	// empty, every exchange through Client is checked and a breach fails
+	// the test.
+	Unchecked string
 }
 
 // Server is a SOUL Caddy running in this process.
@@ -107,6 +115,9 @@ func Start(t testing.TB, o Options) *Server {
 		env["SQLITE_PATH"] = s.SQLitePath
 	}
 	s.DatabaseURL = env["DATABASE_URL"]
+	if o.Unchecked == "" {
+		s.Client.Transport = checker(t).Transport(t, nil)
+	}
 	switch {
 	case o.RedisURL != "":
 		env["REDIS_URL"] = o.RedisURL
@@ -151,6 +162,23 @@ func Start(t testing.TB, o Options) *Server {
 	}
 	return s
 }
+
+// checker loads the OpenAPI document once per test binary.
+var checker = func() func(testing.TB) *contract.Checker {
+	var (
+		once sync.Once
+		c    *contract.Checker
+		err  error
+	)
+	return func(t testing.TB) *contract.Checker {
+		t.Helper()
+		once.Do(func() { c, err = contract.New(api.OpenAPI) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+}()
 
 // Reload adapts caddyfile (the environment of Start still applies) and
 // loads it in place of the running config, as `caddy reload` does.
