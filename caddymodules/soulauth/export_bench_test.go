@@ -25,7 +25,7 @@ func BenchmarkExport100k(b *testing.B) {
 	const moods = 100_000
 	for _, dbName := range soultest.Databases {
 		b.Run(string(dbName), func(b *testing.B) {
-			s := soultest.Start(b, soultest.Options{Database: dbName, Env: map[string]string{
+			s := soultest.Start(b, soultest.Options{Database: dbName, Unchecked: "a benchmark: the figures are the server's alone", Env: map[string]string{
 				"RATE_LIMIT_EXPORT_LIMIT":  "1000000",
 				"RATE_LIMIT_DEFAULT_LIMIT": "1000000",
 				"RATE_LIMIT_SHIELD_EVENTS": "1000000",

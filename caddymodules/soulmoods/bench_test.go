@@ -12,7 +12,8 @@ import (
 // are the server's.
 func benchServer(b *testing.B, moods int) *user {
 	b.Helper()
-	s := soultest.Start(b, soultest.Options{Database: soultest.Postgres, Env: testEnv})
+	s := soultest.Start(b, soultest.Options{Database: soultest.Postgres, Env: testEnv,
+		Unchecked: "a benchmark: the figures are the server's alone"})
 	u := signIn(b, s)
 	for i := 0; i < moods; i++ {
 		u.create(map[string]any{"score": i%10 + 1, "label": "steady", "tags": []string{"work", "sleep"}})

@@ -8,9 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/soulapp/soul/api"
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/internal/contract"
 	"github.com/soulapp/soul/internal/mood"
 	"github.com/soulapp/soul/internal/soultest"
 )
@@ -21,17 +19,11 @@ var testEnv = map[string]string{
 	"RATE_LIMIT_SHIELD_EVENTS": "1000000",
 }
 
-// start runs the server on db with every exchange checked against the
+// start runs the server on db; soultest checks every exchange against the
 // OpenAPI document.
 func start(t testing.TB, db soultest.Database) *soultest.Server {
 	t.Helper()
-	s := soultest.Start(t, soultest.Options{Database: db, Env: testEnv})
-	checker, err := contract.New(api.OpenAPI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Client.Transport = checker.Transport(t, nil)
-	return s
+	return soultest.Start(t, soultest.Options{Database: db, Env: testEnv})
 }
 
 // forEachDatabase runs fn on SQLite and on Postgres; never in parallel,
