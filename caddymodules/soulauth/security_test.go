@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -174,9 +175,10 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	c := newClient(t, s)
 	phone := newPhone()
 	secrets := []string{secret, phone, strings.TrimPrefix(phone, "+")}
+	var codes []string
 
 	code := c.requestCode(phone)
-	secrets = append(secrets, code)
+	codes = append(codes, code)
 	wrong := "000000"
 	if code == wrong {
 		wrong = "111111"
@@ -202,7 +204,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	// Refusals: a code burned by five wrong tries, then an IP over its
 	// verify limit.
 	code = c.requestCode(phone)
-	secrets = append(secrets, code)
+	codes = append(codes, code)
 	for range 5 {
 		soultest.WantProblem(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": wrongCode(code)}), http.StatusUnauthorized, "invalid_code")
 	}
@@ -234,6 +236,13 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	for _, sec := range secrets {
 		if bytes.Contains(logs, []byte(sec)) {
 			t.Errorf("the logs contain a secret of the run (%d characters)", len(sec))
+		}
+	}
+	// Six digits also occur inside longer numbers (timestamps,
+	// durations): a code counts only standing alone.
+	for _, code := range codes {
+		if regexp.MustCompile(`(^|[^0-9])` + code + `([^0-9]|$)`).Match(logs) {
+			t.Error("the logs contain a code of the run")
 		}
 	}
 	// JWT segments appear in logs only if a whole token does; a header
