@@ -26,7 +26,17 @@ const (
 	EnvPGBinDir    = "SOUL_TEST_PG_BINDIR"
 	EnvRedisServer = "SOUL_TEST_REDIS_SERVER"
 	EnvTmpDir      = "SOUL_TEST_TMPDIR"
+
+	// EnvChromium is a headless browser (Debian's chromium), for the test
+	// that the documentation page renders under its CSP.
+	EnvChromium = "SOUL_TEST_CHROMIUM"
 )
+
+// Chromium returns the path of the test browser.
+func Chromium(t testing.TB) string {
+	t.Helper()
+	return lookup(t, EnvChromium, "Chromium")
+}
 
 // PostgresURL returns the URL of the shared test Postgres (a superuser
 // connection to its maintenance database).
