@@ -13,9 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 
-	"github.com/soulapp/soul/api"
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/internal/contract"
 	"github.com/soulapp/soul/internal/mood"
 	"github.com/soulapp/soul/internal/soultest"
 )
@@ -80,11 +78,6 @@ func TestExport(t *testing.T) {
 		t.Run(string(dbName), func(t *testing.T) {
 			s := soultest.Start(t, soultest.Options{Database: dbName, Caddyfile: relaxedCaddyfile(t),
 				Env: map[string]string{"RATE_LIMIT_EXPORT_LIMIT": "5"}})
-			checker, err := contract.New(api.OpenAPI)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.Client.Transport = checker.Transport(t, nil)
 			db := s.OpenDB(t)
 
 			alice, bob := newClient(t, s), newClient(t, s)

@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/soulapp/soul/api"
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/internal/contract"
 	"github.com/soulapp/soul/internal/soultest"
 	"github.com/soulapp/soul/internal/twilio/twiliotest"
 )
@@ -112,11 +110,6 @@ func TestSignInLimitHeaders(t *testing.T) {
 	for _, cfg := range configs {
 		t.Run(cfg.name, func(t *testing.T) {
 			s := soultest.Start(t, soultest.Options{Redis: true, Caddyfile: cfg.caddyfile})
-			checker, err := contract.New(api.OpenAPI)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.Client.Transport = checker.Transport(t, nil)
 			for _, tc := range cfg.cases {
 				t.Run(tc.name, func(t *testing.T) {
 					resp := tc.refuse(t, s)
@@ -210,11 +203,6 @@ func wantNoFields(t *testing.T, resp *soultest.Response) {
 // reset. An answer made before any check carries none.
 func TestSignInAnswersCarryTightestLimit(t *testing.T) {
 	s := soultest.Start(t, soultest.Options{Redis: true})
-	checker, err := contract.New(api.OpenAPI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Client.Transport = checker.Transport(t, nil)
 
 	t.Run("code request", func(t *testing.T) {
 		// otp_request has 4 left, otp_send_day 9, otp_send none: the next
@@ -292,11 +280,6 @@ func TestSignInAnswersCarryTightestLimit(t *testing.T) {
 // tightest policy in place of the one in front: one value per field.
 func TestSignInFieldsReplacePolicyInFront(t *testing.T) {
 	s := soultest.Start(t, soultest.Options{Redis: true, Caddyfile: shieldedCaddyfile(t)})
-	checker, err := contract.New(api.OpenAPI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Client.Transport = checker.Transport(t, nil)
 	c := newClient(t, s)
 	// The cooldown is lifted to 100 a minute here, so the client's IP is
 	// the closest to refusing, one code request fewer each time.
@@ -324,11 +307,6 @@ func TestProviderAnswersCarryLimitFields(t *testing.T) {
 		"TWILIO_VERIFY_SERVICE_SID": tw.ServiceSID,
 		"TWILIO_VERIFY_BASE_URL":    tw.URL,
 	}})
-	checker, err := contract.New(api.OpenAPI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Client.Transport = checker.Transport(t, nil)
 	request := func(phone string) *soultest.Response {
 		return newClient(t, s).post(soulauth.PathOTPRequest, map[string]string{"phone": phone})
 	}
