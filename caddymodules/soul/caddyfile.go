@@ -23,6 +23,7 @@ func init() {
 //			database_max_connections     <1-1000>
 //			migrate_on_start             <bool>
 //			redis_url                    <redis-url>
+//			rate_limit_redis_timeout     <duration>
 //			cors_origins                 <origin[,origin...]>
 //			access_token_expire_minutes  <5-60>
 //			refresh_token_expire_days    <1-365>
@@ -64,6 +65,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"database_max_connections":     &a.DatabaseMaxConnections,
 		"migrate_on_start":             &a.MigrateOnStart,
 		"redis_url":                    &a.RedisURL,
+		"rate_limit_redis_timeout":     &a.RateLimitRedisTimeout,
 		"cors_origins":                 &a.CORSOrigins,
 		"access_token_expire_minutes":  &a.AccessTokenExpireMinutes,
 		"refresh_token_expire_days":    &a.RefreshTokenExpireDays,

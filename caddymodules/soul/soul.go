@@ -23,6 +23,7 @@ import (
 
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/errorreport"
+	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/retention"
 	"github.com/soulapp/soul/internal/version"
@@ -61,6 +62,10 @@ type App struct {
 	// Redis URL (redis:// or rediss://); empty keeps limits in memory.
 	// REDIS_URL; required in production.
 	RedisURL string `json:"redis_url,omitempty"`
+	// How long a rate-limit check waits for Redis before it answers from
+	// per-instance memory instead, 10ms–10s. RATE_LIMIT_REDIS_TIMEOUT;
+	// default 200ms.
+	RateLimitRedisTimeout string `json:"rate_limit_redis_timeout,omitempty"`
 	// Comma-separated browser origins allowed by CORS. CORS_ORIGINS.
 	CORSOrigins string `json:"cors_origins,omitempty"`
 	// Access token lifetime, 5–60. ACCESS_TOKEN_EXPIRE_MINUTES; default 15.
@@ -112,6 +117,7 @@ type Settings struct {
 	DatabaseConnectTimeout time.Duration
 	MigrateOnStart         bool
 	RedisURL               string
+	RateLimitRedisTimeout  time.Duration
 	CORSOrigins            []string
 	AccessTokenTTL         time.Duration
 	RefreshTokenTTL        time.Duration
@@ -343,6 +349,14 @@ func (a *App) resolve() (Settings, error) {
 		s.MigrateOnStart = b
 	}
 	s.RedisURL = get(a.RedisURL, "REDIS_URL")
+	s.RateLimitRedisTimeout = limiter.DefaultTimeout
+	if v := get(a.RateLimitRedisTimeout, "RATE_LIMIT_REDIS_TIMEOUT"); v != "" {
+		d, err := caddy.ParseDuration(v)
+		if err != nil || d < 10*time.Millisecond || d > 10*time.Second {
+			fail("RATE_LIMIT_REDIS_TIMEOUT must be a duration from 10ms to 10s, such as 200ms")
+		}
+		s.RateLimitRedisTimeout = d
+	}
 	for _, o := range strings.Split(get(a.CORSOrigins, "CORS_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			s.CORSOrigins = append(s.CORSOrigins, o)

@@ -43,11 +43,13 @@ func Acquire(app *soul.App, logger *zap.Logger) (l *limiter.Limiter, release fun
 		return nil, nil, err
 	}
 	sum := sha256.Sum256(hashKey)
-	key := s.RedisURL + "\x00" + hex.EncodeToString(sum[:])
+	// A reload with another Redis timeout makes a new Limiter with it.
+	key := s.RedisURL + "\x00" + s.RateLimitRedisTimeout.String() + "\x00" + hex.EncodeToString(sum[:])
 	val, _, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		l, err := limiter.New(limiter.Options{
 			Client:  app.Redis(),
 			HashKey: hashKey,
+			Timeout: s.RateLimitRedisTimeout,
 			OnRedisError: func(err error) {
 				metrics.RedisErrors.Inc()
 				logger.Warn("rate limits fell back to per-instance memory", zap.Error(err))
