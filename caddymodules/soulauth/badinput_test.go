@@ -95,7 +95,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 	secret := soultest.RandomHex(32)
 	redis := testservices.StartRedis(t)
 	rdb := testservices.RedisClient(t, redis.URL())
-	names := keyNamer(t, secret)
+	names := soultest.LimiterKeys(t, secret)
 	forEachDatabase(t, soultest.Options{RedisURL: redis.URL(), Caddyfile: relaxedCaddyfile(t), Env: map[string]string{"SECRET_KEY": secret}},
 		func(t *testing.T, s *soultest.Server) {
 			db := s.OpenDB(t)

@@ -14,27 +14,9 @@ import (
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
 	"github.com/soulapp/soul/internal/auth"
-	"github.com/soulapp/soul/internal/limiter"
-	"github.com/soulapp/soul/internal/limiterpool"
 	"github.com/soulapp/soul/internal/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
-
-// keyNamer computes limiter storage keys the way the server does for
-// secret: the same derived hash key, the limiter's own key function.
-func keyNamer(t *testing.T, secret string) *limiter.Limiter {
-	t.Helper()
-	hashKey, err := auth.DeriveKey([]byte(secret), limiterpool.LabelHashKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := limiter.New(limiter.Options{HashKey: hashKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	return l
-}
 
 // redisDump is every key of the Redis with its value's strings: the
 // string value, or the members (and hash fields) of the other types.
@@ -181,7 +163,7 @@ func TestDeleteMeLeavesNothing(t *testing.T) {
 	soultest.WantProblem(t, c.post(soulauth.PathVerifyOTP, map[string]string{"phone": phone, "code": wrong}), http.StatusUnauthorized, "invalid_code")
 
 	// Keys of this account's entries, named by the limiter's own function.
-	names := keyNamer(t, secret)
+	names := soultest.LimiterKeys(t, secret)
 	entries := []string{
 		names.StorageKey("otp_send", phone),
 		names.StorageKey("otp_send_day", phone),

@@ -7,7 +7,10 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/database"
+	"github.com/soulapp/soul/internal/limiter"
+	"github.com/soulapp/soul/internal/limiterpool"
 )
 
 // WantStatus fails the test unless resp has the status.
@@ -47,4 +50,21 @@ func Count(t testing.TB, db *bun.DB, table, where string, args ...any) int {
 		t.Fatalf("counting %s: %v", table, err)
 	}
 	return int(n)
+}
+
+// LimiterKeys is a limiter with the hash key a server derives from secret,
+// only to name the Redis keys that server's limits use (StorageKey), so a
+// test can look for them or make sure nothing else is there.
+func LimiterKeys(t testing.TB, secret string) *limiter.Limiter {
+	t.Helper()
+	hashKey, err := auth.DeriveKey([]byte(secret), limiterpool.LabelHashKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := limiter.New(limiter.Options{HashKey: hashKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	return l
 }

@@ -72,20 +72,18 @@ func (s *Server) Start() {
 // fail until Start.
 func (s *Server) Stop() {
 	s.t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.running {
-		return
-	}
-	s.running = false
-	if err := s.proc.stop(); err != nil {
-		s.t.Fatalf("testservices: stop %s: %v\n%s", s.name, err, tail(s.proc.logFile(), 20))
-	}
+	s.end("stop", s.proc.stop)
 }
 
 // Kill ends the server abruptly (SIGKILL for Redis, immediate mode for
 // Postgres) and waits until it has exited; Start brings it back.
 func (s *Server) Kill() {
+	s.t.Helper()
+	s.end("kill", s.proc.crash)
+}
+
+// end stops a running server with how, failing the test when it fails.
+func (s *Server) end(what string, how func() error) {
 	s.t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -93,8 +91,8 @@ func (s *Server) Kill() {
 		return
 	}
 	s.running = false
-	if err := s.proc.crash(); err != nil {
-		s.t.Fatalf("testservices: kill %s: %v\n%s", s.name, err, tail(s.proc.logFile(), 20))
+	if err := how(); err != nil {
+		s.t.Fatalf("testservices: %s %s: %v\n%s", what, s.name, err, tail(s.proc.logFile(), 20))
 	}
 }
 
