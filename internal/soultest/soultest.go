@@ -101,6 +101,10 @@ func Start(t testing.TB, o Options) *Server {
 		"DATABASE_URL":             "",
 		"REDIS_URL":                "",
 		"DATABASE_CONNECT_TIMEOUT": "10s",
+		// A Redis slowed by a busy test machine must not send limit checks
+		// to per-instance memory, which would change what tests count; a
+		// Redis that is down still fails at once (connection refused).
+		"RATE_LIMIT_REDIS_TIMEOUT": "2s",
 		// Caddy's autosave and certificate storage stay out of $HOME.
 		"XDG_CONFIG_HOME": t.TempDir(),
 		"XDG_DATA_HOME":   t.TempDir(),
