@@ -7,14 +7,20 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,6 +54,7 @@ type replica struct {
 	log     *soultest.LogBuffer
 	cmd     *exec.Cmd
 	done    chan struct{}
+	exitErr error // what Wait returned; read it only after done is closed
 	client  *http.Client
 	confDir string
 }
@@ -93,7 +100,7 @@ func startReplica(t *testing.T, caddyfile string, env ...string) *replica {
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = r.cmd.Wait(); close(r.done) }()
+	go func() { r.exitErr = r.cmd.Wait(); close(r.done) }()
 	t.Cleanup(func() {
 		_ = r.cmd.Process.Signal(os.Interrupt)
 		select {
@@ -267,4 +274,186 @@ func idsInDB(t *testing.T, db *sql.DB) map[string]bool {
 		t.Fatal(err)
 	}
 	return ids
+}
+
+// wire is how one request went on the wire, from net/http's trace hooks.
+// net/http resends a request it may replay (no body, or GetBody with an
+// Idempotency-Key, as moodRequest builds) when a kept-alive connection
+// turns out closed by the server before any answer; tries counts the
+// connections it was written to, so a resend shows as tries > 1.
+type wire struct {
+	mu     sync.Mutex
+	tries  int
+	reused bool // the last connection came from the idle pool
+	wrote  bool // the request was written in full on the last one
+}
+
+// traced returns req with trace hooks that fill a wire.
+func traced(req *http.Request) (*http.Request, *wire) {
+	w := &wire{}
+	trace := &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			w.mu.Lock()
+			w.tries++
+			w.reused, w.wrote = info.Reused, false
+			w.mu.Unlock()
+		},
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			w.mu.Lock()
+			w.wrote = info.Err == nil
+			w.mu.Unlock()
+		},
+	}
+	return req.WithContext(httptrace.WithClientTrace(req.Context(), trace)), w
+}
+
+// resent says whether net/http wrote the request on more than one connection.
+func (w *wire) resent() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.tries > 1
+}
+
+func (w *wire) String() string {
+	if w == nil {
+		return "no trace"
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	conn := "a new connection"
+	if w.reused {
+		conn = "a kept-alive connection"
+	}
+	if w.tries == 0 {
+		return "no connection"
+	}
+	return fmt.Sprintf("on %s (connection %d of the request), request written in full: %t", conn, w.tries, w.wrote)
+}
+
+// maxDuration keeps the largest duration stored into it.
+type maxDuration struct{ v atomic.Int64 }
+
+func (m *maxDuration) observe(d time.Duration) {
+	for {
+		old := m.v.Load()
+		if int64(d) <= old || m.v.CompareAndSwap(old, int64(d)) {
+			return
+		}
+	}
+}
+
+func (m *maxDuration) get() time.Duration { return time.Duration(m.v.Load()) }
+
+// drainingSeconds is the shortest deploy.drainingSeconds of railway.json
+// (the default and every environment's): how long Railway lets a replaced
+// instance finish its requests after SIGTERM before it kills it.
+func drainingSeconds(t *testing.T) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(soultest.RepoRoot(), "railway.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type deploy struct {
+		DrainingSeconds *int `json:"drainingSeconds"`
+	}
+	var cfg struct {
+		Deploy       deploy `json:"deploy"`
+		Environments map[string]struct {
+			Deploy deploy `json:"deploy"`
+		} `json:"environments"`
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatalf("railway.json: %v", err)
+	}
+	if cfg.Deploy.DrainingSeconds == nil {
+		t.Fatal("railway.json: no deploy.drainingSeconds")
+	}
+	least := *cfg.Deploy.DrainingSeconds
+	for _, env := range cfg.Environments {
+		if d := env.Deploy.DrainingSeconds; d != nil && *d < least {
+			least = *d
+		}
+	}
+	if least <= 0 {
+		t.Fatalf("railway.json: drainingSeconds %d", least)
+	}
+	return time.Duration(least) * time.Second
+}
+
+// metric sums the samples of a Prometheus counter on the replica's admin
+// endpoint whose labels include every name="value" pair of labels.
+func (r *replica) metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	resp, err := r.client.Get("http://" + r.admin + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+	}
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		series, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			match = match && strings.Contains(series, l)
+		}
+		if !match {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			t.Fatalf("/metrics: %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
+// requestIDHeader names one request in the replica's access log: Caddy
+// writes a line with the request's headers for every request its handlers
+// served, once they return (the production Caddyfile drops only the
+// credentials from it). A request whose id is not in the log once the
+// replica has answered everything else never reached a handler.
+const requestIDHeader = "X-Request-Id"
+
+// handled says whether the replica's access log has a line for the
+// request with this X-Request-Id.
+func (r *replica) handled(id string) bool {
+	return strings.Contains(r.log.String(), `"`+requestIDHeader+`":["`+id+`"]`)
+}
+
+// unansweredNewConnection says whether err is a connection the server
+// closed or reset without any answer, and one net/http could not resend by
+// itself: a new connection (a kept-alive one it resends on when it may
+// replay the request), or the handshake itself reset. A timeout is not
+// one: then the server held the request.
+func unansweredNewConnection(err error, w *wire) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, syscall.ECONNRESET) {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.reused
+}
+
+// tcpMigrateReq reads net.ipv4.tcp_migrate_req, "" when it cannot.
+func tcpMigrateReq() string {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_migrate_req")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
