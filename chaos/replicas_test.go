@@ -3,25 +3,87 @@
 package chaos_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/soulapp/soul/internal/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
 
+// migrationLock is the Postgres advisory lock key the migrations are
+// applied under (migrations.advisoryLockKey, "soul" in ASCII).
+const migrationLock = 0x736f756c
+
 // Two replicas start together on one empty database and one Redis: one
 // applies the migrations under the advisory lock, the other waits for it,
 // and both serve.
+//
+// Left alone, the two may not overlap at all (one can be done before the
+// other reaches the lock), and the migrator logs nothing while it waits.
+// So the test holds the lock itself until Postgres shows both replicas
+// queued on it, then lets go: Postgres grants an advisory lock to one
+// session at a time, so the second queued replica can take it only once
+// the first has migrated and let go. That one then finds nothing to apply:
+// exactly one replica logs "migrations applied", every migration is
+// recorded once, in one group, and both answer.
 func TestTwoReplicasMigrateOnce(t *testing.T) {
 	dbURL := testservices.NewDatabase(t)
+	db := openSQL(t, dbURL)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	holder, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if _, err := holder.ExecContext(ctx, fmt.Sprintf("SELECT pg_advisory_lock(%d)", migrationLock)); err != nil {
+		t.Fatal(err)
+	}
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			if _, err := holder.ExecContext(ctx, fmt.Sprintf("SELECT pg_advisory_unlock(%d)", migrationLock)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	defer release()
+
 	env := append([]string{"SECRET_KEY=" + soultest.RandomHex(32), "DATABASE_URL=" + dbURL,
 		"REDIS_URL=" + testservices.RedisURL(t), "MIGRATE_ON_START=true"}, noLimits...)
 	replicas := []*replica{startReplica(t, "", env...), startReplica(t, "", env...)}
+
+	// waiting counts the replicas' sessions queued on the migration lock.
+	waiting := func() int {
+		var n int
+		err := db.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+			WHERE l.locktype = 'advisory' AND l.classid = 0 AND l.objid = %d AND NOT l.granted
+			AND a.application_name = 'soul' AND a.datname = current_database()`, migrationLock)).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	queued := 0
+	for i := 0; i < 600 && queued < 2; i++ {
+		queued = waiting()
+		time.Sleep(100 * time.Millisecond)
+	}
+	if queued < 2 {
+		for _, r := range replicas {
+			t.Logf("replica %s:\n%s", r.base, tail(r.log.String(), 10))
+		}
+		t.Fatalf("%d replicas queued on the migration lock within 60s, want 2", queued)
+	}
+	release()
+
 	var wg sync.WaitGroup
 	for _, r := range replicas {
 		wg.Add(1)
@@ -38,6 +100,12 @@ func TestTwoReplicasMigrateOnce(t *testing.T) {
 			applied++
 		}
 	}
+	var recorded, distinct, groups int
+	if err := db.QueryRowContext(ctx, "SELECT count(*), count(DISTINCT name), count(DISTINCT group_id) FROM soul_migrations").
+		Scan(&recorded, &distinct, &groups); err != nil {
+		t.Fatal(err)
+	}
+
 	var sent, failures int64
 	for i, r := range replicas {
 		token := r.signIn(t)
@@ -57,11 +125,15 @@ func TestTwoReplicasMigrateOnce(t *testing.T) {
 			}
 		}
 	}
-	notes := notesInDB(t, openSQL(t, dbURL))
+	notes := notesInDB(t, db)
 	lost := sent - failures - int64(len(notes))
-	figures(t, "two-replicas", sent, failures, lost, fmt.Sprintf("migrations_applied_by=%d", applied))
+	figures(t, "two-replicas", sent, failures, lost,
+		fmt.Sprintf("queued_on_lock=%d migrations_applied_by=%d migrations_recorded=%d distinct=%d groups=%d", queued, applied, recorded, distinct, groups))
 	if applied != 1 {
 		t.Errorf("%d replicas logged \"migrations applied\", want exactly 1", applied)
+	}
+	if recorded == 0 || recorded != distinct || groups != 1 {
+		t.Errorf("soul_migrations: %d rows, %d names, %d groups; want each migration once, in one group", recorded, distinct, groups)
 	}
 	if lost != 0 {
 		t.Errorf("%d acknowledged writes are not in the database", lost)
