@@ -13,6 +13,7 @@ import (
 
 	"github.com/soulapp/soul/caddymodules/soul"
 	"github.com/soulapp/soul/internal/auth"
+	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/problem"
 	"github.com/soulapp/soul/internal/token"
 )
@@ -47,8 +48,8 @@ func NewAuthenticator(ctx caddy.Context) (*Authenticator, error) {
 // error is a caddyhttp.HandlerError carrying a *problem.Error, for a
 // handler to return as is: 401 with
 // WWW-Authenticate (no credentials: the realm only; a bad, expired, revoked
-// or deleted user's token: error="invalid_token"), or 503 when the session
-// cannot be checked.
+// or deleted user's token: error="invalid_token"), 503 when the database is
+// down so the session cannot be checked, or 500 when the check fails otherwise.
 //
 // Every call costs one primary-key lookup of the token's session, so that
 // logout and account deletion take effect at once rather than when the
@@ -78,6 +79,9 @@ func (a *Authenticator) Authenticate(r *http.Request) (uuid.UUID, error) {
 		return uuid.Nil, invalidToken()
 	}
 	live, err := auth.SessionLive(r.Context(), a.db, userID, sessionID, a.now())
+	if err != nil && !database.Unavailable(err) {
+		return uuid.Nil, caddyhttp.Error(http.StatusInternalServerError, errors.Join(problem.From(nil, http.StatusInternalServerError), err))
+	}
 	if err != nil {
 		e := problem.New(http.StatusServiceUnavailable, "service_unavailable", "The service is temporarily unavailable; retry later.")
 		e.RetryAfter = 5 * time.Second

@@ -20,6 +20,7 @@ import (
 
 	"github.com/soulapp/soul/caddymodules/soul"
 	"github.com/soulapp/soul/caddymodules/soulauth"
+	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/mood"
 	"github.com/soulapp/soul/internal/problem"
 )
@@ -289,8 +290,8 @@ func isJSON(contentType string) bool {
 	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
 }
 
-// storeError maps the Store's outcomes to problems; anything else is the
-// database failing, which a client may retry.
+// storeError maps the Store's outcomes to problems; the database down is a
+// 503 a client may retry, any other failure a 500.
 func (h *Handler) storeError(err error) error {
 	switch {
 	case errors.Is(err, mood.ErrNotFound):
@@ -299,7 +300,13 @@ func (h *Handler) storeError(err error) error {
 		return fail(problem.New(http.StatusUnprocessableEntity, "idempotency_key_reused",
 			"This Idempotency-Key was already used for a different request."))
 	}
-	h.logger.Error("moods: database error", zap.Error(err))
+	if !database.Unavailable(err) {
+		// A statement the database refused is a fault of ours, not
+		// something a retry would fix.
+		h.logger.Error("moods: database error", zap.Error(err))
+		return caddyhttp.Error(http.StatusInternalServerError, errors.Join(problem.From(nil, http.StatusInternalServerError), err))
+	}
+	h.logger.Error("moods: database unavailable", zap.Error(err))
 	e := problem.New(http.StatusServiceUnavailable, "service_unavailable", "The service is temporarily unavailable; retry later.")
 	e.RetryAfter = 5 * time.Second
 	return caddyhttp.Error(e.Status, errors.Join(e, err))

@@ -140,7 +140,7 @@ func TestServerErrorIsReportedAndClientErrorIsNot(t *testing.T) {
 	}
 }
 
-// A mood write the database refuses is a 503, reported with the database's
+// A mood write the database refuses is a 500, reported with the database's
 // message, and the report holds none of the mood's text (note, label,
 // tags) nor the caller's credentials.
 func TestFailedMoodWriteIsReportedWithoutItsText(t *testing.T) {
@@ -170,11 +170,11 @@ func TestFailedMoodWriteIsReportedWithoutItsText(t *testing.T) {
 	note, label, tag := "reported-note-"+soultest.RandomHex(6), "reported-label-"+soultest.RandomHex(3), "tag"+soultest.RandomHex(4)
 	resp := s.Do(http.MethodPost, soulmoods.PathMoods, map[string]any{"score": 3, "note": note, "label": label, "tags": []string{tag}},
 		"Authorization", "Bearer "+pair.AccessToken)
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("status = %d, want 503 (%s)", resp.StatusCode, resp.Body)
+	if resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("status = %d, want 500 (%s)", resp.StatusCode, resp.Body)
 	}
 	env := sentry.Wait(t)
-	for _, want := range []string{"database or disk is full", `"status":"503"`, soulmoods.PathMoods} {
+	for _, want := range []string{"database or disk is full", `"status":"500"`, soulmoods.PathMoods} {
 		if !bytes.Contains(env, []byte(want)) {
 			t.Errorf("envelope lacks %q:\n%s", want, env)
 		}

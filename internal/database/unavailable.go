@@ -11,11 +11,13 @@ import (
 	"syscall"
 
 	"github.com/uptrace/bun/driver/pgdriver"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Unavailable reports whether err means the database could not serve a call
-// at all: unreachable, shutting down or restarting, out of connections, or
-// too slow. A client may retry such a failure (503 with Retry-After), while
+// at all: unreachable, shutting down or restarting, out of connections or
+// disk, locked, or too slow. A client may retry such a failure (503 with Retry-After), while
 // any other error is a fault of ours (500). A caller that gave up
 // (context.Canceled) is not the database failing.
 func Unavailable(err error) bool {
@@ -37,6 +39,16 @@ func Unavailable(err error) bool {
 		// FATAL and PANIC end the session, whatever the code.
 		v := pe.Field('V')
 		return v == "FATAL" || v == "PANIC"
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		// The primary code is the low byte; the rest says which variant.
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR,
+			sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN:
+			return true
+		}
+		return false
 	}
 	switch {
 	case errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone),
