@@ -72,12 +72,13 @@ func wantPassed(t *testing.T, out string, checks ...string) {
 
 // Caddy runs one config per process: these tests start servers one at a
 // time and never in parallel. Every run here comes from 127.0.0.1, which
-// may ask for 5 codes per 5 minutes on one server: the subtests spend 4.
+// may ask for 5 codes per 5 minutes on one server, and the subtests use up
+// that budget: a new subtest that asks for a code needs a server of its own.
 func TestSmokePassesOnAHealthyDeployment(t *testing.T) {
 	srv := soultest.Start(t, soultest.Options{Database: soultest.Postgres, Redis: true, Env: smokeEnv()})
 
 	t.Run("test number with its code", func(t *testing.T) {
-		out, err := runSmoke(t, soulcmd.SmokeOptions{BaseURL: srv.BaseURL, Origin: smokeOrigin, Phone: smokePhone, Code: smokeCode})
+		out, err := runSmoke(t, soulcmd.SmokeOptions{BaseURL: srv.BaseURL, Origin: smokeOrigin, Phone: smokePhone, Code: smokeCode, BurstPhone: burstPhone})
 		if err != nil {
 			t.Fatalf("smoke failed: %v", err)
 		}
@@ -106,14 +107,14 @@ func TestSmokePassesOnAHealthyDeployment(t *testing.T) {
 	})
 
 	t.Run("origins the wrong way round", func(t *testing.T) {
-		out, err := runSmoke(t, soulcmd.SmokeOptions{BaseURL: srv.BaseURL, Origin: "https://evil.example", RefusedOrigin: smokeOrigin, SkipBurst: true})
+		out, err := runSmoke(t, soulcmd.SmokeOptions{BaseURL: srv.BaseURL, Origin: "https://evil.example", RefusedOrigin: smokeOrigin})
 		if err == nil || !strings.Contains(err.Error(), "cors_preflight, cors_refused") {
 			t.Fatalf("want cors_preflight and cors_refused failed, got %v", err)
 		}
 		if !strings.Contains(out, "FAIL cors_preflight: status 403") || !strings.Contains(out, "FAIL cors_refused: status 204 with Access-Control-Allow-Origin "+smokeOrigin) {
 			t.Errorf("the CORS failures are not described")
 		}
-		if !strings.Contains(out, "skip otp_request, verify_otp, me, moods, logout: no --phone given\n") || !strings.Contains(out, "skip otp_burst: --skip-burst\n") {
+		if !strings.Contains(out, "skip otp_request, verify_otp, me, moods, logout: no --phone given\n") || !strings.Contains(out, "skip otp_burst: no --burst-phone given\n") {
 			t.Errorf("the checks left out are not said")
 		}
 		wantPassed(t, out, "healthz")
@@ -223,7 +224,7 @@ func silentListener(t *testing.T) string {
 
 func TestSmokeFailsOnTheWrongURL(t *testing.T) {
 	t.Run("nothing listens", func(t *testing.T) {
-		out, err := runSmoke(t, soulcmd.SmokeOptions{BaseURL: "http://127.0.0.1:" + strconv.Itoa(soultest.FreePort(t)), Timeout: 2 * time.Second})
+		out, err := runSmoke(t, soulcmd.SmokeOptions{BaseURL: "http://127.0.0.1:1", Timeout: 2 * time.Second})
 		if err == nil || !strings.Contains(out, "FAIL healthz: GET /healthz: cannot connect to 127.0.0.1:") || !strings.Contains(out, "connection refused") {
 			t.Fatalf("want healthz failed naming the refused connection, got %v", err)
 		}
@@ -259,7 +260,7 @@ func TestSmokeFailsOnTheWrongURL(t *testing.T) {
 			_, _ = w.Write([]byte("hello"))
 		}))
 		defer other.Close()
-		out, err := runSmoke(t, soulcmd.SmokeOptions{BaseURL: other.URL})
+		out, err := runSmoke(t, soulcmd.SmokeOptions{BaseURL: other.URL, BurstPhone: burstPhone})
 		if err == nil {
 			t.Fatal("smoke passed against a server that is not the API")
 		}
@@ -280,7 +281,7 @@ func TestSmokeFailsOnTheWrongURL(t *testing.T) {
 			_ = json.NewEncoder(w).Encode(map[string]any{"status": 429, "title": "Too Many Requests", "code": "rate_limited"})
 		}))
 		defer other.Close()
-		out, err := runSmoke(t, soulcmd.SmokeOptions{BaseURL: other.URL})
+		out, err := runSmoke(t, soulcmd.SmokeOptions{BaseURL: other.URL, BurstPhone: burstPhone})
 		if err == nil || !strings.Contains(out, `FAIL otp_burst: the 429 at request 1: Retry-After "", want a positive number of seconds`) {
 			t.Fatalf("want otp_burst failed for want of Retry-After, got %v", err)
 		}
@@ -378,7 +379,7 @@ func TestSmokeCommandExitStatus(t *testing.T) {
 		return -1
 	}
 
-	out, err := run("--base-url", base, "--origin", smokeOrigin, "--phone", smokePhone, "--code", smokeCode)
+	out, err := run("--base-url", base, "--origin", smokeOrigin, "--phone", smokePhone, "--code", smokeCode, "--burst-phone", burstPhone)
 	if err != nil {
 		t.Fatalf("smoke against a healthy server: %v\n%s", err, out)
 	}
@@ -392,7 +393,7 @@ func TestSmokeCommandExitStatus(t *testing.T) {
 		t.Errorf("smoke with a wrong code: exit %d, want verify_otp named", exitCode(err))
 	}
 
-	out, err = run("--base-url", "http://127.0.0.1:"+strconv.Itoa(soultest.FreePort(t)), "--timeout", "2s")
+	out, err = run("--base-url", "http://127.0.0.1:1", "--timeout", "2s")
 	if exitCode(err) < 1 || !strings.Contains(out, "FAIL healthz: GET /healthz: cannot connect") || !strings.Contains(out, "failed: healthz") {
 		t.Errorf("smoke against nothing: exit %d, want the failed check named", exitCode(err))
 	}
