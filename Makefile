@@ -24,7 +24,7 @@ run: $(BIN)
 
 ## test: start throwaway Postgres and Redis, run every test, stop them
 test: $(BIN)
-	SOUL_TEST_BINARY=$(CURDIR)/$(BIN) scripts/testenv.sh $(MAKE) --no-print-directory test-go
+	SOUL_TEST_BINARY=$(CURDIR)/$(BIN) SOUL_TEST_BROWSER=1 scripts/testenv.sh $(MAKE) --no-print-directory test-go
 
 # The Go tests proper; needs the services (make test provides them).
 test-go:

@@ -14,12 +14,14 @@
 #   SOUL_TEST_REDIS_SERVER     redis-server path, for tests that start their own
 #   SOUL_TEST_TMPDIR           where those private servers keep their data
 #   SOUL_TEST_CHROMIUM         headless Chromium, for the docs page's browser test
+#                              (only with SOUL_TEST_BROWSER=1, as `make test` sets)
 #
 # Private servers a test binary left behind (it crashed or timed out before
 # its cleanup) are stopped too.
 #
-# Missing server packages (Debian: postgresql, redis-server) and the test
-# browser (chromium) are installed with apt-get first.
+# Missing server packages (Debian: postgresql, redis-server) are installed
+# with apt-get first, and the test browser (chromium) too when
+# SOUL_TEST_BROWSER=1.
 set -euo pipefail
 
 readonly start_timeout=30
@@ -97,7 +99,9 @@ s.close()'
 missing=()
 [[ -n $(pg_bindir) ]] || missing+=(postgresql)
 [[ -n $(redis_server_path) && -n $(redis_cli_path) ]] || missing+=(redis-server)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [[ ${SOUL_TEST_BROWSER:-} == 1 ]]; then
+	command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fi
 if [[ ${#missing[@]} -gt 0 ]]; then
 	log "installing ${missing[*]}"
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
@@ -289,8 +293,10 @@ export SOUL_TEST_REQUIRE_SERVICES=1
 export SOUL_TEST_PG_BINDIR="$PG_BINDIR"
 export SOUL_TEST_REDIS_SERVER="$REDIS_SERVER"
 export SOUL_TEST_TMPDIR="$tmp/private"
-SOUL_TEST_CHROMIUM=$(command -v chromium) || die "chromium not found"
-export SOUL_TEST_CHROMIUM
+if [[ ${SOUL_TEST_BROWSER:-} == 1 ]]; then
+	SOUL_TEST_CHROMIUM=$(command -v chromium) || die "chromium not found"
+	export SOUL_TEST_CHROMIUM
+fi
 
 log "running: $*"
 status=0

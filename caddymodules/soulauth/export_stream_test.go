@@ -48,11 +48,19 @@ func TestExportStreams(t *testing.T) {
 		t.Fatalf("sending the export request: %v", err)
 	}
 
-	// The client reads nothing for 3 s; at the end of it the export's
-	// transaction must still be open.
-	time.Sleep(3 * time.Second)
+	// The client reads nothing. Once the export's transaction has begun, it
+	// must stay open: the server waits for the client part-way through the
+	// journal instead of reading it all.
+	deadline := time.Now().Add(15 * time.Second)
+	for openTransactions(t, db) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the export's snapshot transaction never showed as waiting, with the client reading nothing")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
 	if n := openTransactions(t, db); n != 1 {
-		t.Fatalf("with the client reading nothing for 3 s, %d export transactions are open, want 1 "+
+		t.Fatalf("with the client reading nothing, %d export transactions are open 2 s later, want 1 "+
 			"(the server read the whole journal before the client took any of it)", n)
 	}
 
@@ -72,7 +80,7 @@ func TestExportStreams(t *testing.T) {
 	if len(doc.Moods) != moods {
 		t.Errorf("the export holds %d moods, want %d", len(doc.Moods), moods)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for openTransactions(t, db) != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the export's transaction is still open after the download ended")

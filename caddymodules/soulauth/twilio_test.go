@@ -36,7 +36,9 @@ func TestTwilio(t *testing.T) {
 				"TWILIO_AUTH_TOKEN":         tw.AuthToken,
 				"TWILIO_VERIFY_SERVICE_SID": tw.ServiceSID,
 				"TWILIO_VERIFY_BASE_URL":    tw.URL,
-				"TWILIO_TIMEOUT":            "300ms",
+				// Short enough for the stand-in's 5 s delay to time out, long
+				// enough for a slow test machine's ordinary calls.
+				"TWILIO_TIMEOUT": "2s",
 			}})
 			// What the logs must never hold: the auth token, every phone,
 			// and every code, right or wrong. Each phone gets codes of its
@@ -140,8 +142,8 @@ func TestTwilio(t *testing.T) {
 				script(phone, twiliotest.Phone{Delay: 5 * time.Second})
 				start := time.Now()
 				soultest.WantProblem(t, verify(phone, right[phone]), http.StatusBadGateway, "sms_provider_unavailable")
-				// An upper bound well above the 300ms timeout, far below the
-				// stand-in's 5 s: it only tells a timeout from a wait.
+				// An upper bound above the 2 s timeout, below the stand-in's
+				// 5 s: it only tells a timeout from a wait.
 				if time.Since(start) > 4*time.Second {
 					t.Fatal("the Twilio timeout was not applied to the check")
 				}
