@@ -20,9 +20,10 @@ import (
 	"github.com/soulapp/soul/internal/soultest"
 )
 
-// observedCaddyfile is the production Caddyfile with every log (Caddy's,
-// ours and the access log) in logFile at DEBUG.
-func observedCaddyfile(t *testing.T, logFile string) string {
+// logsTo is the production Caddyfile with every log (Caddy's, ours and
+// the access log) in logFile; level, when set, replaces the global log's
+// level line, which otherwise stays {$LOG_LEVEL:INFO}.
+func logsTo(t *testing.T, logFile, level string) string {
 	t.Helper()
 	cfg := productionCaddyfile(t)
 	const global = "\tlog {\n\t\tlevel {$LOG_LEVEL:INFO}\n\t}"
@@ -32,8 +33,18 @@ func observedCaddyfile(t *testing.T, logFile string) string {
 			t.Fatalf("Caddyfile has %d of %q, want 1", strings.Count(cfg, anchor), anchor)
 		}
 	}
-	cfg = strings.Replace(cfg, global, "\tlog {\n\t\toutput file "+logFile+"\n\t\tlevel DEBUG\n\t}", 1)
-	cfg = strings.Replace(cfg, access, "\t\toutput file "+logFile+"\n", 1)
+	if level == "" {
+		level = "{$LOG_LEVEL:INFO}"
+	}
+	cfg = strings.Replace(cfg, global, "\tlog {\n\t\toutput file "+logFile+"\n\t\tlevel "+level+"\n\t}", 1)
+	return strings.Replace(cfg, access, "\t\toutput file "+logFile+"\n", 1)
+}
+
+// observedCaddyfile is the production Caddyfile with every log in logFile
+// at DEBUG.
+func observedCaddyfile(t *testing.T, logFile string) string {
+	t.Helper()
+	cfg := logsTo(t, logFile, "DEBUG")
 	// Several codes for one phone within the test.
 	const auth = "twilio_timeout {$TWILIO_TIMEOUT:10s}"
 	return strings.Replace(cfg, auth, auth+"\n\t\t\t\tlimit otp_send 100 1m\n\t\t\t\tlimit otp_send_day 100 24h", 1)
@@ -264,17 +275,8 @@ func TestLogLevelAppliesToTheAccessLog(t *testing.T) {
 	}{{"INFO", true}, {"WARN", false}, {"ERROR", false}} {
 		t.Run(tc.level, func(t *testing.T) {
 			logFile := filepath.Join(t.TempDir(), "caddy.log")
-			cfg := productionCaddyfile(t)
 			// Only where the logs go changes; their level lines stay.
-			const global = "\tlog {\n\t\tlevel {$LOG_LEVEL:INFO}\n\t}"
-			const access = "\t\toutput stderr\n"
-			for _, anchor := range []string{global, access} {
-				if strings.Count(cfg, anchor) != 1 {
-					t.Fatalf("Caddyfile has %d of %q, want 1", strings.Count(cfg, anchor), anchor)
-				}
-			}
-			cfg = strings.Replace(cfg, global, "\tlog {\n\t\toutput file "+logFile+"\n\t\tlevel {$LOG_LEVEL:INFO}\n\t}", 1)
-			cfg = strings.Replace(cfg, access, "\t\toutput file "+logFile+"\n", 1)
+			cfg := logsTo(t, logFile, "")
 			s := soultest.Start(t, soultest.Options{Database: soultest.SQLite, Caddyfile: cfg,
 				Env: map[string]string{"LOG_LEVEL": tc.level}})
 			c := &flowClient{t: t, s: s, ip: "203.0.113.78"}
