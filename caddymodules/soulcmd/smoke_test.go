@@ -299,20 +299,15 @@ func TestSmokeFailsOnTheWrongURL(t *testing.T) {
 func startBinary(t *testing.T, bin string) string {
 	t.Helper()
 	base := "http://127.0.0.1:" + strconv.Itoa(soultest.FreePort(t))
-	env := []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + t.TempDir(),
-		"XDG_CONFIG_HOME=" + t.TempDir(),
-		"XDG_DATA_HOME=" + t.TempDir(),
-		"ADMIN_ADDRESS=127.0.0.1:" + strconv.Itoa(soultest.FreePort(t)),
-		"SITE_ADDRESS=" + base,
+	env := soultest.BinaryEnv(t,
+		"SITE_ADDRESS="+base,
 		"DEV_MODE=true",
 		"LOG_LEVEL=WARN",
-		"SECRET_KEY=" + soultest.RandomHex(32),
-		"DATABASE_URL=" + testservices.NewDatabase(t),
-		"REDIS_URL=" + testservices.RedisURL(t),
+		"SECRET_KEY="+soultest.RandomHex(32),
+		"DATABASE_URL="+testservices.NewDatabase(t),
+		"REDIS_URL="+testservices.RedisURL(t),
 		"DATABASE_CONNECT_TIMEOUT=30s",
-	}
+	)
 	for k, v := range smokeEnv() {
 		env = append(env, k+"="+v)
 	}

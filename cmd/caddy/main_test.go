@@ -32,18 +32,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// baseEnv is a minimal environment: no variable of the developer's shell
-// leaks into the binary under test.
+// baseEnv is soultest's minimal environment on a SQLite file of the test.
 func baseEnv(t *testing.T, extra ...string) []string {
-	env := []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + t.TempDir(),
-		"XDG_CONFIG_HOME=" + t.TempDir(),
-		"XDG_DATA_HOME=" + t.TempDir(),
-		"ADMIN_ADDRESS=127.0.0.1:" + strconv.Itoa(soultest.FreePort(t)),
-		"SQLITE_PATH=" + filepath.Join(t.TempDir(), "soul.db"),
-	}
-	return append(env, extra...)
+	return soultest.BinaryEnv(t, append([]string{"SQLITE_PATH=" + filepath.Join(t.TempDir(), "soul.db")}, extra...)...)
 }
 
 // run starts the binary and waits for it to exit (or kills it after 60 s).

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -63,4 +64,19 @@ func RemoveBinary() {
 	if built.dir != "" {
 		_ = os.RemoveAll(built.dir)
 	}
+}
+
+// BinaryEnv is a minimal environment for the binary under test, plus extra:
+// no variable of the developer's shell leaks in, and Caddy's storage,
+// autosave and admin endpoint stay private to the test.
+func BinaryEnv(t *testing.T, extra ...string) []string {
+	t.Helper()
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + t.TempDir(),
+		"XDG_CONFIG_HOME=" + t.TempDir(),
+		"XDG_DATA_HOME=" + t.TempDir(),
+		"ADMIN_ADDRESS=127.0.0.1:" + strconv.Itoa(FreePort(t)),
+	}
+	return append(env, extra...)
 }
