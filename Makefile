@@ -5,7 +5,7 @@ SHELL := /bin/bash
 BIN   := bin/caddy
 GO_SOURCES := $(shell find . -name '*.go' -not -path './bin/*' 2>/dev/null) go.mod go.sum xcaddy.json $(wildcard migrations/*/*.sql)
 
-.PHONY: build run test test-go chaos fuzz bench bench-run bench-micro lint clean
+.PHONY: build run test test-go chaos soak fuzz bench bench-run bench-micro flood lint clean
 
 ## build: the binary from xcaddy.json (xcaddy, pinned), into bin/caddy
 build: $(BIN)
@@ -59,10 +59,18 @@ bench-micro:
 	go test -run '^$$' -bench 'BenchmarkVerify$$|BenchmarkAllow|BenchmarkEncodeMoodList' -benchmem -count 5 -benchtime 300ms \
 		./internal/token ./internal/limiter ./bench
 
+## flood: RSS of the binary after FLOOD_REQUESTS (default 1,000,000) requests from distinct IPv4 addresses and from distinct IPv6 /64s
+flood: $(BIN)
+	go run ./bench/cmd/soulflood -binary $(BIN) -requests $${FLOOD_REQUESTS:-1000000} -out bench/flood.json
+
 ## chaos: the reliability suite (chaos/): outages, reloads and SIGTERM under load
 chaos: $(BIN)
 	SOUL_TEST_BINARY=$(CURDIR)/$(BIN) scripts/testenv.sh \
-	  go test -race -count=1 -tags chaos -timeout 10m -v ./chaos/
+	  go test -race -count=1 -tags chaos -timeout 10m -skip '^TestSoak$$' -v ./chaos/
+
+## soak: compressed soak (SOAK_DURATION, default 3m): mixed traffic, one Redis kill; fails when RSS, goroutines, open files or Postgres connections keep growing
+soak: $(BIN)
+	SOUL_TEST_BINARY=$(CURDIR)/$(BIN) SOUL_SOAK_DURATION=$${SOAK_DURATION:-3m} scripts/testenv.sh go test -count=1 -tags chaos -timeout 0 -run '^TestSoak$$' -v ./chaos/
 
 ## fuzz: every fuzz target, FUZZTIME (default 60s) each
 fuzz:

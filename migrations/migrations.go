@@ -114,14 +114,10 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 // so a second replica blocks until the first is done and then finds nothing
 // to do. SQLite is one process's file, so there is nobody to race.
 func (r *Runner) locked(ctx context.Context, fn func(context.Context) error) error {
-	if err := r.migrator.Init(ctx); err != nil {
-		// Two replicas creating the bookkeeping tables at once can collide;
-		// the loser retries once under the lock below.
-		if r.db.Dialect().Name() != dialect.PG {
+	if r.db.Dialect().Name() != dialect.PG {
+		if err := r.migrator.Init(ctx); err != nil {
 			return fmt.Errorf("migrate init: %w", err)
 		}
-	}
-	if r.db.Dialect().Name() != dialect.PG {
 		return fn(ctx)
 	}
 	conn, err := r.db.Conn(ctx)
@@ -138,6 +134,9 @@ func (r *Runner) locked(ctx context.Context, fn func(context.Context) error) err
 		defer cancel()
 		_, _ = conn.ExecContext(unlockCtx, "SELECT pg_advisory_unlock(?)", advisoryLockKey)
 	}()
+	// The bookkeeping tables are created under the lock too: two replicas
+	// running CREATE TABLE IF NOT EXISTS at once can both miss the table
+	// and collide on Postgres's catalog (duplicate pg_type entry).
 	if err := r.migrator.Init(ctx); err != nil {
 		return fmt.Errorf("migrate init: %w", err)
 	}

@@ -14,5 +14,6 @@ import (
 	_ "github.com/soulapp/soul/caddymodules/soulproblem"
 	_ "github.com/soulapp/soul/caddymodules/soulratelimit"
 	_ "github.com/soulapp/soul/caddymodules/soulsentry"
+	_ "github.com/soulapp/soul/caddymodules/soulshield"
 	_ "github.com/soulapp/soul/caddymodules/soulstorage"
 )

@@ -24,6 +24,8 @@ func init() {
 //			migrate_on_start             <bool>
 //			redis_url                    <redis-url>
 //			rate_limit_redis_timeout     <duration>
+//			rate_limit_memory_max_keys   <1000-10000000>
+//			rate_limit_ipv6_prefix       <32-128>
 //			cors_origins                 <origin[,origin...]>
 //			access_token_expire_minutes  <5-60>
 //			refresh_token_expire_days    <1-365>
@@ -66,6 +68,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		"migrate_on_start":             &a.MigrateOnStart,
 		"redis_url":                    &a.RedisURL,
 		"rate_limit_redis_timeout":     &a.RateLimitRedisTimeout,
+		"rate_limit_memory_max_keys":   &a.RateLimitMemoryMaxKeys,
+		"rate_limit_ipv6_prefix":       &a.RateLimitIPv6Prefix,
 		"cors_origins":                 &a.CORSOrigins,
 		"access_token_expire_minutes":  &a.AccessTokenExpireMinutes,
 		"refresh_token_expire_days":    &a.RefreshTokenExpireDays,

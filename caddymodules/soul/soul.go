@@ -21,6 +21,7 @@ import (
 	"github.com/uptrace/bun"
 	"go.uber.org/zap"
 
+	"github.com/soulapp/soul/internal/clientaddr"
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/errorreport"
 	"github.com/soulapp/soul/internal/limiter"
@@ -66,6 +67,15 @@ type App struct {
 	// per-instance memory instead, 10ms–10s. RATE_LIMIT_REDIS_TIMEOUT;
 	// default 200ms.
 	RateLimitRedisTimeout string `json:"rate_limit_redis_timeout,omitempty"`
+	// The most keys the in-memory rate-limit store holds (every limit in
+	// embedded mode, the fallback while Redis is down), 1000–10000000.
+	// RATE_LIMIT_MEMORY_MAX_KEYS; default 100000.
+	RateLimitMemoryMaxKeys string `json:"rate_limit_memory_max_keys,omitempty"`
+	// How many leading bits of an IPv6 client address name the client for
+	// the shield and the per-IP limits, 32–128 (IPv4 addresses are always
+	// taken whole). RATE_LIMIT_IPV6_PREFIX; default 64, the block one
+	// subscriber line or host gets.
+	RateLimitIPv6Prefix string `json:"rate_limit_ipv6_prefix,omitempty"`
 	// Comma-separated browser origins allowed by CORS. CORS_ORIGINS.
 	CORSOrigins string `json:"cors_origins,omitempty"`
 	// Access token lifetime, 5–60. ACCESS_TOKEN_EXPIRE_MINUTES; default 15.
@@ -118,6 +128,8 @@ type Settings struct {
 	MigrateOnStart         bool
 	RedisURL               string
 	RateLimitRedisTimeout  time.Duration
+	RateLimitMemoryMaxKeys int
+	RateLimitIPv6Prefix    int
 	CORSOrigins            []string
 	AccessTokenTTL         time.Duration
 	RefreshTokenTTL        time.Duration
@@ -356,6 +368,22 @@ func (a *App) resolve() (Settings, error) {
 			fail("RATE_LIMIT_REDIS_TIMEOUT must be a duration from 10ms to 10s, such as 200ms")
 		}
 		s.RateLimitRedisTimeout = d
+	}
+	s.RateLimitMemoryMaxKeys = limiter.DefaultMaxLocalKeys
+	if v := get(a.RateLimitMemoryMaxKeys, "RATE_LIMIT_MEMORY_MAX_KEYS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1000 || n > 10_000_000 {
+			fail("RATE_LIMIT_MEMORY_MAX_KEYS must be a whole number from 1000 to 10000000")
+		}
+		s.RateLimitMemoryMaxKeys = n
+	}
+	s.RateLimitIPv6Prefix = clientaddr.DefaultIPv6Prefix
+	if v := get(a.RateLimitIPv6Prefix, "RATE_LIMIT_IPV6_PREFIX"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 32 || n > 128 {
+			fail("RATE_LIMIT_IPV6_PREFIX must be a whole number of bits from 32 to 128, such as 64")
+		}
+		s.RateLimitIPv6Prefix = n
 	}
 	for _, o := range strings.Split(get(a.CORSOrigins, "CORS_ORIGINS"), ",") {
 		if o = strings.TrimSpace(o); o != "" {

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/soulapp/soul/caddymodules/soul"
 	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/authbody"
+	"github.com/soulapp/soul/internal/clientaddr"
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/limiterpool"
@@ -59,7 +59,9 @@ type Handler struct {
 	service *auth.Service
 	authn   *Authenticator
 	release func() error
-	logger  *zap.Logger
+	// ipv6Prefix is the soul app's RATE_LIMIT_IPV6_PREFIX.
+	ipv6Prefix int
+	logger     *zap.Logger
 }
 
 // Limit is one rate limit: at most Count hits in any span of Window.
@@ -185,6 +187,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.authn = &Authenticator{issuer: iss, db: app.DB(), now: time.Now}
+	h.ipv6Prefix = s.RateLimitIPv6Prefix
 	h.logger.Info("sign-in ready",
 		zap.String("otp_provider", provider.Name()),
 		zap.Int("otp_test_numbers", tests.Len()),
@@ -278,7 +281,7 @@ func (h *Handler) otpRequest(w http.ResponseWriter, r *http.Request) error {
 		return h.fail(err)
 	}
 	checks := new(auth.LimitChecks)
-	sent, err := h.service.RequestCode(auth.WithLimitChecks(r.Context(), checks), clientIP(r), e164)
+	sent, err := h.service.RequestCode(auth.WithLimitChecks(r.Context(), checks), h.client(r), e164)
 	metrics.OTPSends.WithLabelValues(result(err)).Inc()
 	if err != nil {
 		return h.failChecked(err, checks)
@@ -305,7 +308,7 @@ func (h *Handler) verifyOTP(w http.ResponseWriter, r *http.Request) error {
 		return h.fail(err)
 	}
 	checks := new(auth.LimitChecks)
-	g, err := h.service.VerifyCode(auth.WithLimitChecks(r.Context(), checks), clientIP(r), e164, req.Code)
+	g, err := h.service.VerifyCode(auth.WithLimitChecks(r.Context(), checks), h.client(r), e164, req.Code)
 	metrics.OTPChecks.WithLabelValues(result(err)).Inc()
 	if err != nil {
 		if h.logger.Core().Enabled(zap.InfoLevel) {
@@ -327,7 +330,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 		return h.fail(err)
 	}
 	checks := new(auth.LimitChecks)
-	g, err := h.service.Refresh(auth.WithLimitChecks(r.Context(), checks), clientIP(r), req.RefreshToken)
+	g, err := h.service.Refresh(auth.WithLimitChecks(r.Context(), checks), h.client(r), req.RefreshToken)
 	metrics.Refreshes.WithLabelValues(result(err)).Inc()
 	if err != nil {
 		if errors.Is(err, auth.ErrRefreshReused) {
@@ -511,17 +514,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return nil
 }
 
-// clientIP is Caddy's client IP: the peer, or the X-Forwarded-For entry
-// that trusted_proxies vouch for, never a stranger's header.
-func clientIP(r *http.Request) string {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		return ip
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+// client names the client for the per-IP sign-in limits: its address, an
+// IPv6 one by its network (RATE_LIMIT_IPV6_PREFIX).
+func (h *Handler) client(r *http.Request) string {
+	return clientaddr.Of(r, h.ipv6Prefix)
 }
 
 // Interface guards

@@ -10,7 +10,7 @@ import (
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("soul_cors", parseCaddyfile)
 	// Right after header: the security headers are on the preflight answer
-	// too, and preflights are answered before rate limits (rate_limit sits
+	// too, and preflights are answered before rate limits (soul_shield sits
 	// before basic_auth) and before any route that needs a token.
 	httpcaddyfile.RegisterDirectiveOrder("soul_cors", httpcaddyfile.After, "header")
 }

@@ -321,7 +321,7 @@ func TestWildcardRefusedInProduction(t *testing.T) {
 	}
 }
 
-// caddy-ratelimit's 429 is written by the error routes: the page can still
+// The shield's 429 is written by the error routes: the page can still
 // read it, Retry-After included; preflights are not counted.
 func TestCORSOnRateLimitedAnswer(t *testing.T) {
 	s := soultest.Start(t, soultest.Options{Database: soultest.SQLite, Env: map[string]string{

@@ -1,5 +1,5 @@
 // Package soulproblem renders every error the binary answers (ours, Caddy's
-// own 404 and 413, caddy-ratelimit's 429) as RFC 9457 problem+json. It is
+// own 404 and 413, the shield's 429) as RFC 9457 problem+json. It is
 // the one error renderer: put it in handle_errors.
 package soulproblem
 

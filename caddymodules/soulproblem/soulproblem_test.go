@@ -45,26 +45,21 @@ func TestCaddysOwnErrorsAreProblems(t *testing.T) {
 	}
 }
 
-// caddy-ratelimit's 429 goes through the same renderer and keeps its
-// Retry-After header.
+// The shield's 429 goes through the same renderer with its Retry-After.
 func TestRateLimitErrorIsAProblem(t *testing.T) {
 	s := soultest.Start(t, soultest.Options{
 		Unchecked: "a Caddyfile with a route of its own, outside the API",
 		Caddyfile: `{
 	admin {$ADMIN_ADDRESS}
-	order rate_limit before respond
 }
 {$SITE_ADDRESS} {
 	handle /healthz {
 		respond "ok"
 	}
 	handle {
-		rate_limit {
-			zone shield {
-				key {client_ip}
-				events 1
-				window 1m
-			}
+		soul_shield {
+			events 1
+			window 1m
 		}
 		respond "hello"
 	}

@@ -11,7 +11,7 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("soul_rate_limit", parseCaddyfile)
-	// After caddy-ratelimit's shield (ordered before basic_auth) and before
+	// After the shield, soul_shield (ordered before basic_auth), and before
 	// the handlers that answer.
 	httpcaddyfile.RegisterDirectiveOrder("soul_rate_limit", httpcaddyfile.After, "basic_auth")
 }

@@ -5,14 +5,13 @@
 // header fields on every answer it passes and a problem+json 429 with
 // Retry-After on the ones it refuses.
 //
-// It sits behind caddy-ratelimit's `rate_limit`, the coarse per-IP shield
-// kept in memory, so floods are turned away before they cost a Redis call.
+// It sits behind `soul_shield`, the coarse per-client shield kept in
+// memory, so floods are turned away before they cost a Redis call.
 package soulratelimit
 
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/soulapp/soul/caddymodules/soul"
 	"github.com/soulapp/soul/internal/auth"
+	"github.com/soulapp/soul/internal/clientaddr"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/limiterpool"
 	"github.com/soulapp/soul/internal/metrics"
@@ -77,7 +77,10 @@ type Handler struct {
 	release func() error
 	issuer  *token.Issuer
 	logger  *zap.Logger
-	now     func() time.Time
+	// ipv6Prefix is the soul app's RATE_LIMIT_IPV6_PREFIX: an IPv6 client
+	// is counted by its network.
+	ipv6Prefix int
+	now        func() time.Time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -115,6 +118,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	s := app.Settings()
+	h.ipv6Prefix = s.RateLimitIPv6Prefix
 	if h.Key == KeyUser {
 		// Verifying the signature is enough to key on the subject: a
 		// forged token cannot name another user, and the session check
@@ -227,20 +231,7 @@ func (h *Handler) subject(r *http.Request) (string, *http.Request) {
 			}
 		}
 	}
-	return "ip:" + ClientIP(r), r
-}
-
-// ClientIP is Caddy's {client_ip}: the peer's address, or the one its
-// X-Forwarded-For names when the peer is a trusted proxy.
-func ClientIP(r *http.Request) string {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		return ip
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return "ip:" + clientaddr.Of(r, h.ipv6Prefix), r
 }
 
 // bearer extracts the token of "Authorization: Bearer <token>"; the scheme

@@ -15,9 +15,13 @@
 // than the limit together. When Redis fails the call is answered from an
 // in-process store running the same algorithm, which knows only the hits it
 // counted itself (limits become per instance for the outage); Redis is tried
-// again after a short backoff. The keys of one call go to one script, so on a Redis
-// Cluster they would have to share a hash slot; the product runs a single
-// Redis.
+// again after a short backoff. Deletions (Reset, Forget) fall back the same
+// way: the local store is cleared at once and the Redis keys are remembered,
+// in a bounded set, and deleted before anything else is counted on them once
+// Redis answers again. No operation returns a Redis error: a caller never has
+// to tell a Redis outage from anything else. The keys of one call go to one
+// script, so on a Redis Cluster they would have to share a hash slot; the
+// product runs a single Redis.
 //
 // Keys never hold the caller's subject (phone number, user id, IP) in clear:
 // they carry a truncated HMAC-SHA256 of it.
@@ -50,7 +54,17 @@ const (
 	DefaultTimeout       = 200 * time.Millisecond
 	DefaultBackoff       = time.Second
 	DefaultSweepInterval = time.Minute
+	// DefaultMaxLocalKeys bounds the local store: about 200 bytes a key
+	// with one hit logged, 1 KB with a hundred.
+	DefaultMaxLocalKeys = 100_000
+	// DefaultMaxPendingDeletes bounds the Redis deletions waiting for Redis
+	// to come back: about 100 bytes each.
+	DefaultMaxPendingDeletes = 10_000
 )
+
+// flushBatch is how many waiting deletions ride along with one Redis call
+// after an outage, on top of those of the call's own keys.
+const flushBatch = 64
 
 // hashBytes is how much of the HMAC a key keeps: 128 bits is collision-free
 // for any realistic number of subjects and keeps keys short.
@@ -176,6 +190,14 @@ type Options struct {
 	// SweepInterval is how often the local store drops expired entries;
 	// DefaultSweepInterval when zero.
 	SweepInterval time.Duration
+	// MaxLocalKeys bounds the keys the local store holds; past it a new
+	// key evicts an old one (see memoryStore). DefaultMaxLocalKeys when
+	// zero.
+	MaxLocalKeys int
+	// MaxPendingDeletes bounds the Redis deletions kept while Redis is
+	// down; past it a deletion is dropped (counted by DroppedDeletes) and
+	// its key expires with its window. DefaultMaxPendingDeletes when zero.
+	MaxPendingDeletes int
 	// OnRedisError, when set, is called with each Redis failure that sends
 	// calls to the local store. At most one failure per Backoff reaches it
 	// in steady state, so it may log.
@@ -204,6 +226,8 @@ type Limiter struct {
 	// skipped; zero while Redis is healthy.
 	downUntil atomic.Int64
 	fallbacks atomic.Uint64
+
+	pending pendingDeletes
 }
 
 // New returns a Limiter. Close it to stop the local store's sweeper.
@@ -238,8 +262,16 @@ func newLimiter(opts Options, clock func() time.Time) (*Limiter, error) {
 	if sweep <= 0 {
 		sweep = DefaultSweepInterval
 	}
+	maxKeys := opts.MaxLocalKeys
+	if maxKeys <= 0 {
+		maxKeys = DefaultMaxLocalKeys
+	}
+	l.pending.max = opts.MaxPendingDeletes
+	if l.pending.max <= 0 {
+		l.pending.max = DefaultMaxPendingDeletes
+	}
 	l.macs.New = func() any { return hmac.New(sha256.New, l.hashKey) }
-	l.mem = newMemoryStore(l.now, sweep)
+	l.mem = newMemoryStore(l.now, sweep, maxKeys)
 	return l, nil
 }
 
@@ -262,6 +294,22 @@ func (l *Limiter) now() time.Duration {
 func (l *Limiter) Fallbacks() uint64 {
 	return l.fallbacks.Load()
 }
+
+// LocalKeys is the number of keys the local store holds now (at most
+// MaxLocalKeys); export it as a gauge.
+func (l *Limiter) LocalKeys() int { return int(l.mem.keys.Load()) }
+
+// LocalEvictions counts the keys the local store evicted to stay within
+// MaxLocalKeys. It only grows.
+func (l *Limiter) LocalEvictions() uint64 { return l.mem.evictions.Load() }
+
+// PendingDeletes is the number of Redis deletions waiting for Redis to
+// answer again (at most MaxPendingDeletes); export it as a gauge.
+func (l *Limiter) PendingDeletes() int { return l.pending.len() }
+
+// DroppedDeletes counts the Redis deletions given up because the waiting
+// set was full; their keys expire with their windows. It only grows.
+func (l *Limiter) DroppedDeletes() uint64 { return l.pending.dropped.Load() }
 
 // Storage names the store the next call is expected to use: StorageRedis
 // when Redis is configured and not in backoff after a failure, else
@@ -321,8 +369,9 @@ func (l *Limiter) Peek(ctx context.Context, rule Rule, key string) (Decision, er
 }
 
 // Reset clears the hits of key under rule, e.g. the wrong-code counter when
-// a new code is sent. The local store is cleared even when Redis fails; the
-// error then tells the caller that Redis may still hold the hits.
+// a new code is sent. The local store is cleared at once; when Redis fails
+// or is in backoff, its key is deleted once Redis answers again, before any
+// hit is counted on it there. Only an invalid rule or key is an error.
 func (l *Limiter) Reset(ctx context.Context, rule Rule, key string) error {
 	if err := rule.validate(); err != nil {
 		return err
@@ -360,7 +409,10 @@ func (l *Limiter) StorageKey(rule, key string) string {
 // deletion): under the rules given and under every rule this Limiter has
 // checked or had registered since it started. Keys are hashed per rule, so
 // pass or Register every rule that may have been applied to key; the rest
-// expire with their windows.
+// expire with their windows. Redis keys it cannot delete now are deleted
+// once Redis answers again, as for Reset, unless this process stops first
+// or the waiting set is full (DroppedDeletes): those expire with their
+// windows.
 func (l *Limiter) Forget(ctx context.Context, key string, rules ...Rule) error {
 	if key == "" {
 		return fmt.Errorf("%w: empty key", ErrInvalidCheck)
@@ -383,16 +435,26 @@ func (l *Limiter) Forget(ctx context.Context, key string, rules ...Rule) error {
 	return l.deleteKeys(ctx, keys)
 }
 
+// deleteKeys clears keys from the local store and from Redis. What Redis
+// cannot take now waits in l.pending, so a deletion never fails for an
+// outage and never holds a request up for longer than one Redis timeout.
 func (l *Limiter) deleteKeys(ctx context.Context, keys []string) error {
 	l.mem.delete(keys)
 	if l.client == nil || len(keys) == 0 {
 		return nil
 	}
-	if err := l.redisDelete(ctx, keys); err != nil {
+	if !l.tryRedis() {
+		l.pending.add(keys)
+		return nil
+	}
+	batch := l.pending.take(nil, flushBatch)
+	if err := l.redisDelete(ctx, append(batch, keys...)); err != nil {
 		if ctx.Err() == nil {
-			l.markDown(err)
+			l.markDown(fmt.Errorf("limiter: redis delete: %w", err))
 		}
-		return fmt.Errorf("limiter: redis delete: %w", err)
+		l.pending.add(batch)
+		l.pending.add(keys)
+		return nil
 	}
 	l.redisUp()
 	return nil
@@ -433,7 +495,7 @@ func (l *Limiter) do(ctx context.Context, checks []Check, count bool) (Result, e
 
 	if l.client != nil {
 		if l.tryRedis() {
-			res, err := l.redisCheck(ctx, ps, count)
+			res, err := l.redisCall(ctx, ps, count)
 			if err == nil {
 				l.redisUp()
 				return res, nil
@@ -447,6 +509,23 @@ func (l *Limiter) do(ctx context.Context, checks []Check, count bool) (Result, e
 		l.fallbacks.Add(1)
 	}
 	return l.mem.check(ps, count), nil
+}
+
+// redisCall is one check on Redis. Deletions that waited out an outage go
+// first: always those of the call's own keys, so no hit is counted on a key
+// that should be gone, and a batch of the others. In steady state nothing
+// waits and the check is the one round trip of the script.
+func (l *Limiter) redisCall(ctx context.Context, ps []prepared, count bool) (Result, error) {
+	if l.pending.len() > 0 {
+		batch := l.pending.take(ps, flushBatch)
+		if len(batch) > 0 {
+			if err := l.redisDelete(ctx, batch); err != nil {
+				l.pending.add(batch)
+				return Result{}, fmt.Errorf("limiter: redis delete: %w", err)
+			}
+		}
+	}
+	return l.redisCheck(ctx, ps, count)
 }
 
 // tryRedis reports whether this call should go to Redis. After a failure

@@ -4,12 +4,17 @@ import (
 	"hash/maphash"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // memShards spreads keys over several locks so unrelated subjects do not
 // contend.
 const memShards = 32
+
+// evictSample is how many entries of a full shard are looked at to choose
+// the one a new key replaces.
+const evictSample = 8
 
 // memEntry is the log of one key: admitted hits, oldest first, as offsets
 // of the limiter's monotonic clock.
@@ -25,25 +30,41 @@ type memShard struct {
 	m  map[string]*memEntry
 }
 
-// memoryStore runs the sliding-window log in process. Memory stays bounded:
-// a key holds at most Limit hits, and keys whose hits have all left their
-// window are dropped on access or by the periodic sweep.
+// memoryStore runs the sliding-window log in process. Memory stays bounded
+// twice over: a key holds at most Limit hits, and the store holds at most
+// maxKeys keys (maxKeys/memShards per shard). Keys whose hits have all left
+// their window are dropped on access or by the periodic sweep; a new key
+// arriving at a full shard evicts, of evictSample entries of that shard
+// taken at random, the one whose hits expire soonest: the subject the store
+// was closest to forgetting anyway. A flood of new subjects (many client
+// addresses) therefore mostly evicts its own short-lived entries, and the
+// store's size never depends on how many subjects exist.
+//
+// An eviction forgets hits, so it can only admit more than a limit, never
+// refuse a request wrongly. The limits that guard a secret do not rest on
+// this store alone: a code's tries are also counted with the code (in the
+// database for local codes, by Twilio Verify for its own).
 type memoryStore struct {
-	now    func() time.Duration
-	seed   maphash.Seed
-	shards [memShards]memShard
+	now      func() time.Duration
+	seed     maphash.Seed
+	shards   [memShards]memShard
+	shardMax int
+
+	keys      atomic.Int64
+	evictions atomic.Uint64
 
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
 }
 
-func newMemoryStore(now func() time.Duration, sweepEvery time.Duration) *memoryStore {
+func newMemoryStore(now func() time.Duration, sweepEvery time.Duration, maxKeys int) *memoryStore {
 	s := &memoryStore{
-		now:  now,
-		seed: maphash.MakeSeed(),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		now:      now,
+		seed:     maphash.MakeSeed(),
+		shardMax: max(1, (maxKeys+memShards-1)/memShards),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	for i := range s.shards {
 		s.shards[i].m = make(map[string]*memEntry)
@@ -83,6 +104,7 @@ func (s *memoryStore) sweep() {
 		for k, e := range sh.m {
 			if e.expires <= now {
 				delete(sh.m, k)
+				s.keys.Add(-1)
 			}
 		}
 		sh.mu.Unlock()
@@ -97,7 +119,10 @@ func (s *memoryStore) delete(keys []string) {
 	for _, k := range keys {
 		sh := &s.shards[s.shardOf(k)]
 		sh.mu.Lock()
-		delete(sh.m, k)
+		if _, ok := sh.m[k]; ok {
+			delete(sh.m, k)
+			s.keys.Add(-1)
+		}
 		sh.mu.Unlock()
 	}
 }
@@ -140,6 +165,7 @@ func (s *memoryStore) check(ps []prepared, count bool) Result {
 			}
 			if len(e.hits) == 0 {
 				delete(m, p.key)
+				s.keys.Add(-1)
 				e = nil
 			}
 		}
@@ -152,8 +178,13 @@ func (s *memoryStore) check(ps []prepared, count bool) Result {
 		for i, p := range ps {
 			e := entries[i]
 			if e == nil {
-				e = &memEntry{hits: make([]time.Duration, 0, min(p.rule.Limit, 8))}
-				s.shards[idx[i]].m[p.key] = e
+				m := s.shards[idx[i]].m
+				if len(m) >= s.shardMax {
+					s.evict(m, ps)
+				}
+				e = &memEntry{hits: make([]time.Duration, 0, min(p.rule.Limit, 4))}
+				m[p.key] = e
+				s.keys.Add(1)
 				entries[i] = e
 			}
 			e.hits = append(e.hits, now)
@@ -175,4 +206,35 @@ func (s *memoryStore) check(ps []prepared, count bool) Result {
 		ds[i] = decision(p.rule, ok[i], n, retry, reset, StorageLocal)
 	}
 	return result(ds, StorageLocal)
+}
+
+// evict drops from the full shard map m the entry that expires soonest among
+// evictSample taken at random (Go starts every map iteration at a random
+// place), never one of the keys of the check in progress, whose entries the
+// caller holds.
+func (s *memoryStore) evict(m map[string]*memEntry, keep []prepared) {
+	var (
+		victim string
+		soon   time.Duration
+		seen   int
+	)
+next:
+	for k, e := range m {
+		for _, p := range keep {
+			if p.key == k {
+				continue next
+			}
+		}
+		if seen == 0 || e.expires < soon {
+			victim, soon = k, e.expires
+		}
+		if seen++; seen == evictSample {
+			break
+		}
+	}
+	if seen > 0 {
+		delete(m, victim)
+		s.keys.Add(-1)
+		s.evictions.Add(1)
+	}
 }

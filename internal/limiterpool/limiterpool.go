@@ -11,6 +11,7 @@ package limiterpool
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -30,7 +31,7 @@ var pool = caddy.NewUsagePool()
 type resource struct{ l *limiter.Limiter }
 
 func (r *resource) Destruct() error {
-	metrics.RemoveFallbackSource(r.l)
+	metrics.RemoveLimiter(r.l)
 	return r.l.Close()
 }
 
@@ -43,13 +44,15 @@ func Acquire(app *soul.App, logger *zap.Logger) (l *limiter.Limiter, release fun
 		return nil, nil, err
 	}
 	sum := sha256.Sum256(hashKey)
-	// A reload with another Redis timeout makes a new Limiter with it.
-	key := s.RedisURL + "\x00" + s.RateLimitRedisTimeout.String() + "\x00" + hex.EncodeToString(sum[:])
+	// A reload with another Redis timeout or memory bound makes a new
+	// Limiter with it.
+	key := s.RedisURL + "\x00" + s.RateLimitRedisTimeout.String() + "\x00" + strconv.Itoa(s.RateLimitMemoryMaxKeys) + "\x00" + hex.EncodeToString(sum[:])
 	val, _, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		l, err := limiter.New(limiter.Options{
-			Client:  app.Redis(),
-			HashKey: hashKey,
-			Timeout: s.RateLimitRedisTimeout,
+			Client:       app.Redis(),
+			HashKey:      hashKey,
+			Timeout:      s.RateLimitRedisTimeout,
+			MaxLocalKeys: s.RateLimitMemoryMaxKeys,
 			OnRedisError: func(err error) {
 				metrics.RedisErrors.Inc()
 				logger.Warn("rate limits fell back to per-instance memory", zap.Error(err))
@@ -58,7 +61,7 @@ func Acquire(app *soul.App, logger *zap.Logger) (l *limiter.Limiter, release fun
 		if err != nil {
 			return nil, err
 		}
-		metrics.AddFallbackSource(l, l.Fallbacks)
+		metrics.AddLimiter(l)
 		return &resource{l: l}, nil
 	})
 	if err != nil {

@@ -79,29 +79,60 @@ var (
 	}, []string{"result"})
 )
 
-var all = []prometheus.Collector{OTPSends, OTPChecks, Refreshes, RateLimitDecisions, RedisErrors, ErrorReports, RetentionDeleted, RetentionSweeps, fallbacks}
+var all = []prometheus.Collector{OTPSends, OTPChecks, Refreshes, RateLimitDecisions, RedisErrors, ErrorReports, RetentionDeleted, RetentionSweeps,
+	limiterSum("rate_limit_fallbacks_total", prometheus.CounterValue,
+		"Rate-limit checks answered from per-instance memory because Redis was down.",
+		func(l LimiterStats) float64 { return float64(l.Fallbacks()) }),
+	limiterSum("rate_limit_memory_keys", prometheus.GaugeValue,
+		"Keys held by the in-memory rate-limit store (bounded by RATE_LIMIT_MEMORY_MAX_KEYS).",
+		func(l LimiterStats) float64 { return float64(l.LocalKeys()) }),
+	limiterSum("rate_limit_memory_evictions_total", prometheus.CounterValue,
+		"Keys the in-memory rate-limit store evicted to stay within its bound.",
+		func(l LimiterStats) float64 { return float64(l.LocalEvictions()) }),
+	limiterSum("rate_limit_pending_deletes", prometheus.GaugeValue,
+		"Rate-limit keys waiting for Redis to answer again to be deleted (account deletions, new codes during an outage).",
+		func(l LimiterStats) float64 { return float64(l.PendingDeletes()) }),
+	limiterSum("rate_limit_pending_deletes_dropped_total", prometheus.CounterValue,
+		"Rate-limit key deletions given up because too many were waiting for Redis; those keys expire with their windows.",
+		func(l LimiterStats) float64 { return float64(l.DroppedDeletes()) }),
+}
 
-// fallbacks sums the Fallbacks() of the live limiters.
-var fallbacks = prometheus.NewCounterFunc(prometheus.CounterOpts{
-	Namespace: namespace, Name: "rate_limit_fallbacks_total",
-	Help: "Rate-limit checks answered from per-instance memory because Redis was down.",
-}, func() float64 {
-	var n uint64
-	fallbackSources.Range(func(_, v any) bool {
-		n += v.(func() uint64)()
-		return true
-	})
-	return float64(n)
-})
+// LimiterStats is what the live rate limiters report.
+type LimiterStats interface {
+	Fallbacks() uint64
+	LocalKeys() int
+	LocalEvictions() uint64
+	PendingDeletes() int
+	DroppedDeletes() uint64
+}
 
-var fallbackSources sync.Map
+var limiters sync.Map
 
-// AddFallbackSource counts f's fallbacks in soul_rate_limit_fallbacks_total
-// until RemoveFallbackSource(key).
-func AddFallbackSource(key any, f func() uint64) { fallbackSources.Store(key, f) }
+// AddLimiter reports l's figures in the soul_rate_limit_* metrics until
+// RemoveLimiter(l); the figures of several live limiters (a reload in
+// progress) are added up.
+func AddLimiter(l LimiterStats) { limiters.Store(l, struct{}{}) }
 
-// RemoveFallbackSource stops counting key's fallbacks.
-func RemoveFallbackSource(key any) { fallbackSources.Delete(key) }
+// RemoveLimiter stops reporting l.
+func RemoveLimiter(l LimiterStats) { limiters.Delete(l) }
+
+// limiterSum is a metric read at scrape time: f summed over the live
+// limiters.
+func limiterSum(name string, kind prometheus.ValueType, help string, f func(LimiterStats) float64) prometheus.Collector {
+	sum := func() float64 {
+		var n float64
+		limiters.Range(func(k, _ any) bool {
+			n += f(k.(LimiterStats))
+			return true
+		})
+		return n
+	}
+	opts := prometheus.Opts{Namespace: namespace, Name: name, Help: help}
+	if kind == prometheus.CounterValue {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts(opts), sum)
+	}
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts), sum)
+}
 
 // Register adds the collectors to reg; registering twice is not an error,
 // so every module's Provision may call it.

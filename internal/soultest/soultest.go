@@ -26,7 +26,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile" // the caddyfile adapter
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
-	_ "github.com/mholt/caddy-ratelimit"
 
 	"github.com/soulapp/soul/api"
 	_ "github.com/soulapp/soul/caddymodules/all"
@@ -72,8 +71,10 @@ type Server struct {
 	BaseURL     string
 	DatabaseURL string
 	SQLitePath  string
-	Client      *http.Client
-	t           testing.TB
+	// AdminAddr is the admin endpoint (host:port), which serves /metrics.
+	AdminAddr string
+	Client    *http.Client
+	t         testing.TB
 }
 
 // RepoRoot returns the repository's root directory.
@@ -88,15 +89,16 @@ func Start(t testing.TB, o Options) *Server {
 	t.Helper()
 	httpPort, adminPort := FreePort(t), FreePort(t)
 	s := &Server{
-		BaseURL: "http://127.0.0.1:" + strconv.Itoa(httpPort),
-		Client:  &http.Client{Timeout: 15 * time.Second},
-		t:       t,
+		BaseURL:   "http://127.0.0.1:" + strconv.Itoa(httpPort),
+		AdminAddr: "127.0.0.1:" + strconv.Itoa(adminPort),
+		Client:    &http.Client{Timeout: 15 * time.Second},
+		t:         t,
 	}
 	env := map[string]string{
 		"DEV_MODE":                 "true",
 		"SECRET_KEY":               RandomHex(32),
 		"SITE_ADDRESS":             "http://127.0.0.1:" + strconv.Itoa(httpPort),
-		"ADMIN_ADDRESS":            "127.0.0.1:" + strconv.Itoa(adminPort),
+		"ADMIN_ADDRESS":            s.AdminAddr,
 		"LOG_LEVEL":                "WARN",
 		"DATABASE_URL":             "",
 		"REDIS_URL":                "",

@@ -36,15 +36,15 @@ const (
 
 	// rootModule is this repository's Go module.
 	rootModule = "github.com/soulapp/soul"
-	// ratelimitModule provides the coarse per-IP limiter.
-	ratelimitModule = "github.com/mholt/caddy-ratelimit"
+	// pluginModule is a third-party plugin, for the parser's examples.
+	pluginModule = "github.com/mholt/caddy-ratelimit"
 )
 
 // requiredModules are Caddy modules the binary must hold, with the Go module
 // each comes from.
 var requiredModules = map[string]string{
-	"soul":                     rootModule,
-	"http.handlers.rate_limit": ratelimitModule,
+	"soul":                      rootModule,
+	"http.handlers.soul_shield": rootModule,
 }
 
 // repo is the repository as the tests see it.
@@ -306,7 +306,7 @@ soul
 					{ID: "http.handlers.file_server", Package: CaddyModule},
 				},
 				NonStandard: []listedModule{
-					{ID: "http.handlers.rate_limit", Package: ratelimitModule},
+					{ID: "http.handlers.rate_limit", Package: pluginModule},
 					{ID: "soul"},
 				},
 			},
