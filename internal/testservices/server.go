@@ -385,3 +385,48 @@ func tail(path string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// Pause freezes a Redis server with SIGSTOP: it keeps its port, its
+// connections and its data but answers nothing, so calls to it time out
+// instead of being refused, as with a Redis stalled by its host. Resume
+// lets it go on; the commands sent meanwhile run then, in order. A server
+// still paused when the test ends is resumed first, so that it can be
+// stopped. Only Redis can be paused.
+func (s *Server) Pause() {
+	s.t.Helper()
+	s.signal("pause", syscall.SIGSTOP)
+	s.t.Cleanup(func() { _ = s.signalRedis(syscall.SIGCONT) })
+}
+
+// Resume continues a server that Pause froze (SIGCONT).
+func (s *Server) Resume() {
+	s.t.Helper()
+	s.signal("resume", syscall.SIGCONT)
+}
+
+// signal sends sig to the running Redis server, failing the test when it
+// is not running or is not Redis.
+func (s *Server) signal(what string, sig syscall.Signal) {
+	s.t.Helper()
+	if err := s.signalRedis(sig); err != nil {
+		s.t.Fatalf("testservices: %s %s: %v", what, s.name, err)
+	}
+}
+
+func (s *Server) signalRedis(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.proc.(*redisProcess)
+	if !ok {
+		return errors.New("only Redis can be paused")
+	}
+	if !s.running || r.cmd == nil || r.cmd.Process == nil {
+		return errors.New("not running")
+	}
+	select {
+	case <-r.done:
+		return errors.New("exited")
+	default:
+	}
+	return r.cmd.Process.Signal(sig)
+}

@@ -21,9 +21,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -34,9 +32,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,6 +41,8 @@ import (
 
 	"github.com/redis/rueidis"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/soulapp/soul/bench/benchproc"
 	_ "github.com/uptrace/bun/driver/pgdriver" // registers "pg"
 )
 
@@ -141,7 +138,7 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 
 	ropt, err := rueidis.ParseURL(redisURL)
 	if err != nil {
@@ -159,19 +156,19 @@ func run(cfg config) error {
 	fmt.Fprintf(os.Stderr, "soulbench: signing in %d users, 30 moods each\n", cfg.users)
 	tokens := make([]string, cfg.users)
 	for i := range tokens {
-		tok, err := signIn(client, srv.base, phone(phones.Add(1)))
+		tok, err := signIn(client, srv.Base, phone(phones.Add(1)))
 		if err != nil {
 			return fmt.Errorf("seed: %w", err)
 		}
 		tokens[i] = tok
 		for j := 0; j < 30; j++ {
 			body := fmt.Sprintf(`{"score":%d,"label":"steady","note":"seeded mood %d","tags":["work","sleep"]}`, j%10+1, j)
-			if st, b, err := send(client, http.MethodPost, srv.base+"/api/moods", tok, body); err != nil || st != http.StatusCreated {
+			if st, b, err := send(client, http.MethodPost, srv.Base+"/api/moods", tok, body); err != nil || st != http.StatusCreated {
 				return fmt.Errorf("seed mood: %d %s %v", st, b, err)
 			}
 		}
 	}
-	if st, b, err := send(client, http.MethodGet, srv.base+"/api/moods", tokens[0], ""); err != nil || st != http.StatusOK || strings.Count(string(b), `"id"`) != 20 {
+	if st, b, err := send(client, http.MethodGet, srv.Base+"/api/moods", tokens[0], ""); err != nil || st != http.StatusOK || strings.Count(string(b), `"id"`) != 20 {
 		return fmt.Errorf("GET /api/moods does not list 20 moods: %d %v", st, err)
 	}
 
@@ -183,20 +180,20 @@ func run(cfg config) error {
 	}
 	postMood := requests(http.StatusCreated, perUser(tokens, vegeta.Target{
 		Method: http.MethodPost,
-		URL:    srv.base + "/api/moods",
+		URL:    srv.Base + "/api/moods",
 		Body:   []byte(`{"score":7,"label":"calm","note":"a walk","tags":["walk","sun"]}`),
 		Header: http.Header{"Content-Type": {"application/json"}},
 	})...)
-	otpPair := func() (vegeta.Targeter, judge) { return newSignIns(srv.base, &phones, cfg.concurrency).load() }
+	otpPair := func() (vegeta.Targeter, judge) { return newSignIns(srv.Base, &phones, cfg.concurrency).load() }
 
 	scenarios := []struct {
 		name  string
 		load  newLoad
 		redis bool
 	}{
-		{"baseline (respond)", get(srv.base, "/bench/baseline", false), false},
-		{"GET /healthz", get(srv.base, "/healthz", false), false},
-		{"GET /api/moods (limits on)", get(srv.base, "/api/moods", true), true},
+		{"baseline (respond)", get(srv.Base, "/bench/baseline", false), false},
+		{"GET /healthz", get(srv.Base, "/healthz", false), false},
+		{"GET /api/moods (limits on)", get(srv.Base, "/api/moods", true), true},
 		{"GET /api/moods (limits off)", get(srv.nolimit, "/api/moods", true), true},
 		{"POST /api/moods", postMood, false},
 		{"otp/request + verify-otp", otpPair, false},
@@ -223,7 +220,7 @@ func run(cfg config) error {
 	fmt.Fprintf(os.Stderr, "soulbench: GET /api/moods (limits on) open loop at %d/s\n", rate)
 	// Its own pool, as large as the workers the open loop may add, so a
 	// burst does not open and close connections.
-	rec := openLoop(newClient(maxOpenWorkers), rate, cfg.duration, get(srv.base, "/api/moods", true))
+	rec := openLoop(newClient(maxOpenWorkers), rate, cfg.duration, get(srv.Base, "/api/moods", true))
 	half := rec.result("GET /api/moods at half load", "open")
 	half.TargetRate = float64(rate)
 	half.PeakRSSMB = srv.peakRSSMB()
@@ -238,12 +235,12 @@ func run(cfg config) error {
 
 	if cfg.cpuProfile != "" {
 		fmt.Fprintf(os.Stderr, "soulbench: CPU profile under GET /api/moods load -> %s\n", cfg.cpuProfile)
-		if err := profile(srv, client, cfg, get(srv.base, "/api/moods", true)); err != nil {
+		if err := profile(srv, client, cfg, get(srv.Base, "/api/moods", true)); err != nil {
 			return err
 		}
 	}
 
-	rep := Report{When: time.Now().UTC().Truncate(time.Second), Machine: machine(), LoadGenerator: loadGenerator(),
+	rep := Report{When: time.Now().UTC().Truncate(time.Second), Machine: benchproc.Machine(), LoadGenerator: benchproc.LoadGenerator(),
 		DurationSec: cfg.duration.Seconds(), Results: results}
 	rep.Targets = targets(results)
 	printTable(os.Stdout, rep)
@@ -520,19 +517,6 @@ const maxSamples = 2_000_000
 // dropped, so connections are reused.
 const maxBody = 4 << 10
 
-// capped stops a pacer after max hits.
-type capped struct {
-	vegeta.Pacer
-	max uint64
-}
-
-func (c capped) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool) {
-	if hits >= c.max {
-		return 0, true
-	}
-	return c.Pacer.Pace(elapsed, hits)
-}
-
 // closedLoop attacks with exactly n workers for d at vegeta's rate 0 (as
 // fast as possible): with the workers at MaxWorkers the attacker cannot add
 // any, so it hands out the next request only when a worker is free, each
@@ -545,7 +529,7 @@ func closedLoop(c *http.Client, n int, d time.Duration, load newLoad) *recording
 		vegeta.MaxBody(maxBody))
 	rec := &recording{}
 	start := time.Now()
-	for r := range atk.Attack(tr, capped{vegeta.ConstantPacer{}, maxSamples}, d, "") {
+	for r := range atk.Attack(tr, benchproc.Capped{Pacer: vegeta.ConstantPacer{}, Max: maxSamples}, d, "") {
 		if lat, done, err := judge(r); done {
 			rec.add(lat, err)
 		}
@@ -581,7 +565,7 @@ func openLoop(c *http.Client, rate int, d time.Duration, load newLoad) *recordin
 	interval := time.Second / time.Duration(rate)
 	rec := &recording{lat: make([]time.Duration, 0, int(float64(rate)*d.Seconds())+1)}
 	began := time.Now()
-	for r := range atk.Attack(tr, capped{vegeta.ConstantPacer{Freq: rate, Per: time.Second}, maxSamples}, d, "") {
+	for r := range atk.Attack(tr, benchproc.Capped{Pacer: vegeta.ConstantPacer{Freq: rate, Per: time.Second}, Max: maxSamples}, d, "") {
 		lat, _, err := judge(r)
 		if due := began.Add(time.Duration(r.Seq+1) * interval); err == nil {
 			lat = max(lat, r.End().Sub(due))
@@ -590,18 +574,6 @@ func openLoop(c *http.Client, rate int, d time.Duration, load newLoad) *recordin
 	}
 	rec.elapsed = time.Since(began)
 	return rec
-}
-
-// loadGenerator names the vegeta module this binary was built with.
-func loadGenerator() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, m := range bi.Deps {
-			if m.Path == "github.com/tsenart/vegeta/v12" {
-				return "vegeta " + m.Version
-			}
-		}
-	}
-	return "vegeta"
 }
 
 func newClient(conns int) *http.Client {
@@ -729,119 +701,41 @@ func roundTrips(per map[string]float64, inScripts map[string]bool) float64 {
 	return t
 }
 
-// server is the running binary.
+// server is the running binary; its second site (BENCH_NOLIMIT_ADDRESS)
+// serves the same routes without limits.
 type server struct {
-	cmd           *exec.Cmd
-	base, nolimit string
-	admin         string
-	dir           string
-	log           *tailBuffer
-	done          chan struct{}
-	waitErr       error
-	stopOnce      sync.Once
-	healthClient  *http.Client
+	*benchproc.Server
+	nolimit string
 }
 
 func startServer(cfg config, dbURL, redisURL string) (*server, error) {
-	bin, err := filepath.Abs(cfg.binary)
-	if err != nil {
-		return nil, err
-	}
-	caddyfile, err := filepath.Abs(cfg.caddyfile)
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "soulbench-")
-	if err != nil {
-		return nil, err
-	}
-	ports, err := freePorts(3)
-	if err != nil {
-		return nil, err
-	}
-	s := &server{
-		base:         "http://127.0.0.1:" + strconv.Itoa(ports[0]),
-		nolimit:      "http://127.0.0.1:" + strconv.Itoa(ports[1]),
-		admin:        "127.0.0.1:" + strconv.Itoa(ports[2]),
-		dir:          dir,
-		log:          &tailBuffer{max: 64 << 10},
-		done:         make(chan struct{}),
-		healthClient: &http.Client{Timeout: 2 * time.Second},
-	}
-	s.cmd = exec.Command(bin, "run", "--config", caddyfile, "--adapter", "caddyfile")
-	s.cmd.Dir = dir
-	s.cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + dir,
-		"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
-		"XDG_DATA_HOME=" + filepath.Join(dir, "data"),
-		"ADMIN_ADDRESS=" + s.admin,
-		"SITE_ADDRESS=" + s.base,
-		"BENCH_NOLIMIT_ADDRESS=" + s.nolimit,
-		"DATABASE_URL=" + dbURL,
-		"REDIS_URL=" + redisURL,
-		"SECRET_KEY=" + randomHex(32),
-		"DEV_MODE=true",
-		"LOG_LEVEL=INFO",
-		"ACCESS_TOKEN_EXPIRE_MINUTES=60",
-		// Checked on every request, never refusing one.
-		"RATE_LIMIT_DEFAULT_LIMIT=100000000",
-		"RATE_LIMIT_DEFAULT_WINDOW=1m",
-		// The in-memory shield keeps a slot per event: a high count over a
-		// short window rather than a huge one.
-		"RATE_LIMIT_SHIELD_EVENTS=100000",
-		"RATE_LIMIT_SHIELD_WINDOW=1s",
-	}
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { s.waitErr = s.cmd.Wait(); close(s.done) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			return nil, fmt.Errorf("the binary exited: %v\n%s", s.waitErr, s.log.String())
-		default:
-		}
-		if resp, err := s.healthClient.Get(s.base + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	s.stop()
-	return nil, fmt.Errorf("the binary did not answer /healthz in 60s:\n%s", s.log.String())
-}
-
-func (s *server) stop() {
-	s.stopOnce.Do(func() {
-		_ = s.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-s.done:
-		case <-time.After(20 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-		_ = os.RemoveAll(s.dir)
+	const nolimit = "BENCH_NOLIMIT_ADDRESS"
+	srv, err := benchproc.Start(benchproc.Options{
+		Binary: cfg.binary, Caddyfile: cfg.caddyfile, ExtraSites: []string{nolimit},
+		Env: []string{
+			"DATABASE_URL=" + dbURL,
+			"REDIS_URL=" + redisURL,
+			"LOG_LEVEL=INFO",
+			"ACCESS_TOKEN_EXPIRE_MINUTES=60",
+			// Checked on every request, never refusing one.
+			"RATE_LIMIT_DEFAULT_LIMIT=100000000",
+			"RATE_LIMIT_DEFAULT_WINDOW=1m",
+			"RATE_LIMIT_SHIELD_EVENTS=100000000",
+		},
 	})
+	if err != nil {
+		return nil, err
+	}
+	return &server{Server: srv, nolimit: srv.Sites[nolimit]}, nil
 }
 
 // peakRSSMB reads the binary's VmHWM, in MiB.
 func (s *server) peakRSSMB() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	_, hwm, err := s.Memory()
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
-		}
-	}
-	return 0
+	return hwm
 }
 
 // profile fetches a CPU profile from the admin endpoint's /debug/pprof
@@ -855,7 +749,7 @@ func profile(s *server, c *http.Client, cfg config, load newLoad) error {
 	ch := make(chan got, 1)
 	go func() {
 		pc := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
-		resp, err := pc.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.admin, secs))
+		resp, err := pc.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.Admin, secs))
 		if err != nil {
 			ch <- got{err: err}
 			return
@@ -875,31 +769,8 @@ func profile(s *server, c *http.Client, cfg config, load newLoad) error {
 	return os.WriteFile(cfg.cpuProfile, g.b, 0o644)
 }
 
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
-}
-
 func createDatabase(adminURL string) (string, func(), error) {
-	name := "soulbench_" + randomHex(6)
+	name := "soulbench_" + benchproc.RandomHex(6)
 	u, err := url.Parse(adminURL)
 	if err != nil {
 		return "", nil, err
@@ -941,53 +812,6 @@ func checkLoopback(raw string) error {
 		return fmt.Errorf("%s is not on loopback: the bench only loads local services", host)
 	}
 	return nil
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// machine describes where the run happened.
-func machine() string {
-	cpu := ""
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok {
-				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-				break
-			}
-		}
-	}
-	n := 0
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		n = strings.Count(string(b), "\nprocessor") + 1
-	}
-	load := ""
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		load = ", load average " + strings.Join(strings.Fields(string(b))[:3], " ") + " at the end"
-	}
-	return fmt.Sprintf("%d CPUs (%s), load generator and server on the same machine%s", n, cpu, load)
 }
 
 // describe lists commands per request, most frequent first.

@@ -51,21 +51,16 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,6 +69,8 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/soulapp/soul/bench/benchproc"
 )
 
 func main() {
@@ -227,7 +224,7 @@ func run(cfg config) error {
 	}
 	rep := Report{
 		When:          time.Now().UTC().Truncate(time.Second),
-		LoadGenerator: loadGenerator(),
+		LoadGenerator: benchproc.LoadGenerator(),
 		Binary:        cfg.binary,
 		Caddyfile:     cfg.caddyfile,
 		Concurrency:   cfg.concurrency,
@@ -250,7 +247,7 @@ func run(cfg config) error {
 		fmt.Println(r.line())
 		rep.Results = append(rep.Results, r)
 	}
-	rep.Machine = machine()
+	rep.Machine = benchproc.Machine()
 	if cfg.out != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
 		if err := os.WriteFile(cfg.out, append(b, '\n'), 0o644); err != nil {
@@ -323,10 +320,10 @@ func flood(cfg config, bin, caddyfile, mode string) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	defer srv.stop()
+	defer srv.Stop()
 
 	time.Sleep(time.Second) // let start-up work settle
-	if res.RSSBeforeMB, _, err = srv.memory(); err != nil {
+	if res.RSSBeforeMB, _, err = srv.Memory(); err != nil {
 		return res, err
 	}
 	res.HeapInuseBeforeMB = mib(srv.metrics()["go_memstats_heap_inuse_bytes"])
@@ -342,7 +339,7 @@ func flood(cfg config, bin, caddyfile, mode string) (Result, error) {
 	client := &http.Client{Timeout: 30 * time.Second, Transport: tr}
 	atk := vegeta.NewAttacker(vegeta.Client(client), vegeta.Workers(uint64(cfg.concurrency)),
 		vegeta.MaxWorkers(uint64(cfg.concurrency)), vegeta.MaxBody(0))
-	pacer := capped{vegeta.ConstantPacer{}, uint64(cfg.requests)}
+	pacer := benchproc.Capped{Pacer: vegeta.ConstantPacer{}, Max: uint64(cfg.requests)}
 
 	var done atomic.Int64
 	var stopMu sync.Mutex
@@ -358,12 +355,12 @@ func flood(cfg config, bin, caddyfile, mode string) (Result, error) {
 			select {
 			case <-stopSampler:
 				return
-			case <-srv.done:
+			case <-srv.Exited():
 				atk.Stop()
 				return
 			case <-t.C:
 			}
-			rss, hwm, _ := srv.memory()
+			rss, hwm, _ := srv.Memory()
 			avail := memAvailableMB()
 			s := Sample{Sec: time.Since(began).Seconds(), Requests: done.Load(), RSSMB: rss, HWMMB: hwm, AvailMB: avail}
 			res.Samples = append(res.Samples, s)
@@ -381,7 +378,7 @@ func flood(cfg config, bin, caddyfile, mode string) (Result, error) {
 		}
 	}()
 	lat := make([]time.Duration, 0, cfg.requests)
-	for r := range atk.Attack(targeter(srv.base, cfg.mix, addr), pacer, 0, "") {
+	for r := range atk.Attack(targeter(srv.Base, cfg.mix, addr), pacer, 0, "") {
 		done.Add(1)
 		if r.Code == 0 {
 			if res.Errors == 0 {
@@ -410,25 +407,25 @@ func flood(cfg config, bin, caddyfile, mode string) (Result, error) {
 	res.Stopped = stopped
 	stopMu.Unlock()
 	select {
-	case <-srv.done:
+	case <-srv.Exited():
 		// Killed, perhaps by the kernel out of memory: what was measured
 		// until then is the result.
-		res.Stopped = fmt.Sprintf("the binary exited during the flood: %v", srv.waitErr)
-		res.LogBytes, res.LogTail = srv.log.total(), srv.log.tail(4<<10)
+		res.Stopped = fmt.Sprintf("the binary exited during the flood: %v", srv.ExitErr())
+		res.LogBytes, res.LogTail = srv.Log.Total(), srv.Log.Tail(4<<10)
 		if n := len(res.Samples); n > 0 {
 			res.RSSAfterMB, res.PeakMB = res.Samples[n-1].RSSMB, res.Samples[n-1].HWMMB
 		}
 		return res, nil
 	default:
 	}
-	if res.RSSAfterMB, res.PeakMB, err = srv.memory(); err != nil {
+	if res.RSSAfterMB, res.PeakMB, err = srv.Memory(); err != nil {
 		return res, err
 	}
 	res.HeapInuseAfterMB = mib(srv.metrics()["go_memstats_heap_inuse_bytes"])
 
 	fmt.Fprintf(os.Stderr, "soulflood: %s: %d requests in %.1fs; idle for %s\n", mode, res.Requests, res.Seconds, cfg.idle)
 	time.Sleep(cfg.idle)
-	if res.RSSIdleMB, _, err = srv.memory(); err != nil {
+	if res.RSSIdleMB, _, err = srv.Memory(); err != nil {
 		return res, err
 	}
 	res.HeapInuseIdleMB = mib(srv.metrics()["go_memstats_heap_inuse_bytes"])
@@ -438,7 +435,7 @@ func flood(cfg config, bin, caddyfile, mode string) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("heap profile: %w", err)
 	}
-	if res.RSSGCMB, res.PeakMB, err = srv.memory(); err != nil {
+	if res.RSSGCMB, res.PeakMB, err = srv.Memory(); err != nil {
 		return res, err
 	}
 	m := srv.metrics()
@@ -458,7 +455,7 @@ func flood(cfg config, bin, caddyfile, mode string) (Result, error) {
 			return res, err
 		}
 	}
-	res.LogBytes, res.LogTail = srv.log.total(), srv.log.tail(4<<10)
+	res.LogBytes, res.LogTail = srv.Log.Total(), srv.Log.Tail(4<<10)
 	return res, nil
 }
 
@@ -602,135 +599,30 @@ func mix64(x uint64) uint64 {
 	return x
 }
 
-// capped stops a pacer after max hits.
-type capped struct {
-	vegeta.Pacer
-	max uint64
-}
-
-func (c capped) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool) {
-	if hits >= c.max {
-		return 0, true
-	}
-	return c.Pacer.Pace(elapsed, hits)
-}
-
-// server is the running binary.
+// server is the running binary, with a client for its admin endpoint.
 type server struct {
-	cmd         *exec.Cmd
-	base        string
-	adminAddr   string
-	dir         string
-	log         *tailBuffer
-	done        chan struct{}
-	waitErr     error
-	stopOnce    sync.Once
+	*benchproc.Server
 	adminClient *http.Client
 }
 
 func startServer(cfg config, bin, caddyfile string) (*server, error) {
-	dir, err := os.MkdirTemp("", "soulflood-")
-	if err != nil {
-		return nil, err
-	}
-	ports, err := freePorts(2)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	s := &server{
-		base:        "http://127.0.0.1:" + strconv.Itoa(ports[0]),
-		adminAddr:   "127.0.0.1:" + strconv.Itoa(ports[1]),
-		dir:         dir,
-		log:         &tailBuffer{max: 64 << 10},
-		done:        make(chan struct{}),
-		adminClient: &http.Client{Timeout: 60 * time.Second},
-	}
-	s.cmd = exec.Command(bin, "run", "--config", caddyfile, "--adapter", "caddyfile")
-	s.cmd.Dir = dir
-	s.cmd.Env = append([]string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + dir,
-		"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"),
-		"XDG_DATA_HOME=" + filepath.Join(dir, "data"),
-		"ADMIN_ADDRESS=" + s.adminAddr,
-		"SITE_ADDRESS=" + s.base,
-		"SQLITE_PATH=" + filepath.Join(dir, "soul.db"),
-		"SECRET_KEY=" + randomHex(32),
-		"DEV_MODE=true",
+	env := []string{
 		// The client's address as the edge forwards it.
 		"TRUSTED_PROXIES=127.0.0.1/32",
 		// The access log writes 4xx answers at INFO: at WARN it writes
 		// only 5xx (and Caddy's own warnings), so it does not dominate.
 		"LOG_LEVEL=WARN",
-	}, cfg.env...)
-	if cfg.redisURL != "" {
-		s.cmd.Env = append(s.cmd.Env, "REDIS_URL="+cfg.redisURL)
 	}
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
+	if cfg.redisURL != "" {
+		env = append(env, "REDIS_URL="+cfg.redisURL)
+	}
+	srv, err := benchproc.Start(benchproc.Options{
+		Binary: bin, Caddyfile: caddyfile, Env: append(env, cfg.env...), StopTimeout: 40 * time.Second,
+	})
+	if err != nil {
 		return nil, err
 	}
-	go func() { s.waitErr = s.cmd.Wait(); close(s.done) }()
-	health := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("the binary exited: %v\n%s", s.waitErr, s.log.String())
-		default:
-		}
-		if resp, err := health.Get(s.base + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	s.stop()
-	return nil, fmt.Errorf("the binary did not answer /healthz with 200 in 60s:\n%s", s.log.String())
-}
-
-func (s *server) stop() {
-	s.stopOnce.Do(func() {
-		_ = s.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-s.done:
-		case <-time.After(40 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-		_ = os.RemoveAll(s.dir)
-	})
-}
-
-// memory reads the binary's VmRSS and VmHWM, in MiB.
-func (s *server) memory() (rss, hwm float64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	f := procFields(b)
-	return f["VmRSS"] / 1024, f["VmHWM"] / 1024, nil
-}
-
-// procFields reads the "Name:  123 kB" lines of a /proc file, in kB.
-func procFields(b []byte) map[string]float64 {
-	out := map[string]float64{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		name, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		if v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64); err == nil {
-			out[name] = v
-		}
-	}
-	return out
+	return &server{Server: srv, adminClient: &http.Client{Timeout: 60 * time.Second}}, nil
 }
 
 // memAvailableMB is the machine's MemAvailable in MiB, or 0.
@@ -739,12 +631,12 @@ func memAvailableMB() float64 {
 	if err != nil {
 		return 0
 	}
-	return procFields(b)["MemAvailable"] / 1024
+	return benchproc.ProcFields(b)["MemAvailable"] / 1024
 }
 
 // admin GETs path from the admin endpoint.
 func (s *server) admin(path string) ([]byte, error) {
-	resp, err := s.adminClient.Get("http://" + s.adminAddr + path)
+	resp, err := s.adminClient.Get("http://" + s.Admin + path)
 	if err != nil {
 		return nil, err
 	}
@@ -799,102 +691,3 @@ func parseMetrics(b []byte) map[string]float64 {
 }
 
 func mib(bytes float64) float64 { return bytes / (1 << 20) }
-
-// tailBuffer keeps the last max bytes written to it, and counts them all.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	n   int64
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.n += int64(len(p))
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
-}
-
-// tail is the last n bytes written, or fewer.
-func (t *tailBuffer) tail(n int) string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b[max(0, len(t.b)-n):])
-}
-
-func (t *tailBuffer) total() int64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.n
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// loadGenerator names the vegeta module this program was built with.
-func loadGenerator() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, m := range bi.Deps {
-			if m.Path == "github.com/tsenart/vegeta/v12" {
-				return "vegeta " + m.Version
-			}
-		}
-	}
-	return "vegeta"
-}
-
-// machine describes where the run happened.
-func machine() string {
-	cpu, n := "", 0
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "model name"); ok && cpu == "" {
-				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-			}
-			if strings.HasPrefix(line, "processor") {
-				n++
-			}
-		}
-	}
-	mem := ""
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		mem = fmt.Sprintf(", %.1f GiB of memory", procFields(b)["MemTotal"]/(1<<20))
-	}
-	load := ""
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		load = ", load average " + strings.Join(strings.Fields(string(b))[:3], " ") + " at the end"
-	}
-	return fmt.Sprintf("%d CPUs (%s)%s, load generator and server on the same machine%s", n, cpu, mem, load)
-}
