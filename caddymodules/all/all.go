@@ -3,6 +3,8 @@
 package all
 
 import (
+	_ "github.com/soulapp/soul/caddymodules/otplocal"
+	_ "github.com/soulapp/soul/caddymodules/otptwilio"
 	_ "github.com/soulapp/soul/caddymodules/soul"
 	_ "github.com/soulapp/soul/caddymodules/soulauth"
 	_ "github.com/soulapp/soul/caddymodules/soulcmd"

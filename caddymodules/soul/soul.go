@@ -1,18 +1,20 @@
-// Package soul is the `soul` Caddy app: the configuration of the SOUL API
-// and the resources its handlers share (the database, the Redis client and
-// the settings derived from the environment).
+// Package soul is the `soul` Caddy app: the one owner of what the SOUL
+// API's handlers share — the database, the Redis client, the rate limiter,
+// the access-token issuer and the authenticator — and of the settings they
+// are built from.
 //
-// Handlers find it with ctx.App("soul"); they never start or stop it. The
-// database and Redis clients live in usage pools keyed by their URLs, so a
-// config reload with the same URLs keeps the same connections and a changed
-// URL opens new ones while in-flight requests finish on the old.
+// Handlers find it with FromContext in Provision and take what they need
+// (app.DB(), app.Limiter(), app.Authenticator()…); they never build their
+// own, and never start or stop it. The database, the Redis client and the
+// limiter live in usage pools keyed by their settings, so a config reload
+// with the same settings keeps the same connections and counts, and a
+// changed one opens new ones while in-flight requests finish on the old.
 package soul
 
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
+	"net/http"
 	"strings"
 	"time"
 
@@ -21,12 +23,14 @@ import (
 	"github.com/uptrace/bun"
 	"go.uber.org/zap"
 
+	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/clientaddr"
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/errorreport"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/retention"
+	"github.com/soulapp/soul/internal/token"
 	"github.com/soulapp/soul/internal/version"
 )
 
@@ -34,14 +38,18 @@ func init() {
 	caddy.RegisterModule(App{})
 }
 
-// App is the `soul` app. Every field may hold placeholders such as
-// {env.SECRET_KEY}, resolved when the app is provisioned so secrets never
-// appear in the adapted JSON or the admin API's config. An empty field reads
-// the environment variable of the same name (given in each comment).
+// App is the `soul` app: the settings every handler shares, typed where
+// the Caddyfile is read. The secrets (SECRET_KEY, SECRET_KEY_PREVIOUS) and
+// the URLs that carry passwords (DATABASE_URL, REDIS_URL, SENTRY_DSN) are
+// strings that may hold runtime placeholders such as {env.SECRET_KEY},
+// resolved once when the app is provisioned, so they never appear in the
+// adapted JSON or the admin API's config. Settings that belong to one
+// handler live in that handler (CORS origins in soul_cors, the code
+// provider and the test numbers in soul_auth).
 type App struct {
 	// Development conveniences (local OTP codes returned in answers, relaxed
 	// checks). DEV_MODE; default false, so a forgotten variable is safe.
-	DevMode string `json:"dev_mode,omitempty"`
+	Dev bool `json:"dev_mode,omitempty"`
 	// Signs access tokens and keys every HMAC. SECRET_KEY; 32+ characters
 	// in production.
 	SecretKey string `json:"secret_key,omitempty"`
@@ -54,48 +62,31 @@ type App struct {
 	SQLitePath string `json:"sqlite_path,omitempty"`
 	// How long to wait for the database at start. DATABASE_CONNECT_TIMEOUT;
 	// default 30s.
-	DatabaseConnectTimeout string `json:"database_connect_timeout,omitempty"`
+	DatabaseConnectTimeout caddy.Duration `json:"database_connect_timeout,omitempty"`
 	// The most Postgres connections this process opens, 1–1000.
 	// DATABASE_MAX_CONNECTIONS; default 20.
-	DatabaseMaxConnections string `json:"database_max_connections,omitempty"`
+	DatabaseMaxConnections int `json:"database_max_connections,omitempty"`
 	// Apply pending migrations at start. MIGRATE_ON_START; default true.
-	MigrateOnStart string `json:"migrate_on_start,omitempty"`
+	MigrateOnStart *bool `json:"migrate_on_start,omitempty"`
 	// Redis URL (redis:// or rediss://); empty keeps limits in memory.
 	// REDIS_URL; required in production.
 	RedisURL string `json:"redis_url,omitempty"`
 	// How long a rate-limit check waits for Redis before it answers from
 	// per-instance memory instead, 10ms–10s. RATE_LIMIT_REDIS_TIMEOUT;
 	// default 200ms.
-	RateLimitRedisTimeout string `json:"rate_limit_redis_timeout,omitempty"`
+	RateLimitRedisTimeout caddy.Duration `json:"rate_limit_redis_timeout,omitempty"`
 	// The most keys the in-memory rate-limit store holds (every limit in
 	// embedded mode, the fallback while Redis is down), 1000–10000000.
 	// RATE_LIMIT_MEMORY_MAX_KEYS; default 100000.
-	RateLimitMemoryMaxKeys string `json:"rate_limit_memory_max_keys,omitempty"`
+	RateLimitMemoryMaxKeys int `json:"rate_limit_memory_max_keys,omitempty"`
 	// How many leading bits of an IPv6 client address name the client for
 	// the shield and the per-IP limits, 32–128 (IPv4 addresses are always
 	// taken whole). RATE_LIMIT_IPV6_PREFIX; default 64, the block one
 	// subscriber line or host gets.
-	RateLimitIPv6Prefix string `json:"rate_limit_ipv6_prefix,omitempty"`
-	// Comma-separated browser origins allowed by CORS. CORS_ORIGINS.
-	CORSOrigins string `json:"cors_origins,omitempty"`
-	// Access token lifetime, 5–60. ACCESS_TOKEN_EXPIRE_MINUTES; default 15.
-	AccessTokenExpireMinutes string `json:"access_token_expire_minutes,omitempty"`
-	// Refresh token lifetime, 1–365. REFRESH_TOKEN_EXPIRE_DAYS; default 30.
-	RefreshTokenExpireDays string `json:"refresh_token_expire_days,omitempty"`
-	// Twilio Verify credentials. TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN,
-	// TWILIO_VERIFY_SERVICE_SID; required in production.
-	TwilioAccountSID       string `json:"twilio_account_sid,omitempty"`
-	TwilioAuthToken        string `json:"twilio_auth_token,omitempty"`
-	TwilioVerifyServiceSID string `json:"twilio_verify_service_sid,omitempty"`
-	// Twilio Verify's base URL; tests point it at a local stand-in.
-	// TWILIO_VERIFY_BASE_URL; default https://verify.twilio.com.
-	TwilioVerifyBaseURL string `json:"twilio_verify_base_url,omitempty"`
-	// Numbers that sign in with a fixed code, for App Store review:
-	// "+15555550100=123456,...". OTP_TEST_NUMBERS.
-	OTPTestNumbers string `json:"otp_test_numbers,omitempty"`
-	// RFC 3339 instant after which the test numbers stop working.
-	// OTP_TEST_NUMBERS_VALID_UNTIL.
-	OTPTestNumbersValidUntil string `json:"otp_test_numbers_valid_until,omitempty"`
+	RateLimitIPv6Prefix int `json:"rate_limit_ipv6_prefix,omitempty"`
+	// Access token lifetime in minutes, 5–60. ACCESS_TOKEN_EXPIRE_MINUTES;
+	// default 15.
+	AccessTokenExpireMinutes int `json:"access_token_expire_minutes,omitempty"`
 	// Where panics and 5xx answers are reported; empty sends nothing and
 	// starts nothing. SENTRY_DSN.
 	SentryDSN string `json:"sentry_dsn,omitempty"`
@@ -105,7 +96,7 @@ type App struct {
 	// How often expired sessions, one-time codes and Idempotency-Key
 	// records are deleted; 0 turns the sweep off.
 	// RETENTION_SWEEP_INTERVAL; default 10m.
-	RetentionSweepInterval string `json:"retention_sweep_interval,omitempty"`
+	RetentionSweepInterval *caddy.Duration `json:"retention_sweep_interval,omitempty"`
 
 	settings Settings
 	sweeper  *sweeper
@@ -115,6 +106,10 @@ type App struct {
 	dbKey    string
 	redis    rueidis.Client
 	redisKey string
+	limiter  *limiter.Limiter
+	limKey   string
+	issuer   *token.Issuer
+	authn    *auth.Authenticator
 	logger   *zap.Logger
 }
 
@@ -130,29 +125,11 @@ type Settings struct {
 	RateLimitRedisTimeout  time.Duration
 	RateLimitMemoryMaxKeys int
 	RateLimitIPv6Prefix    int
-	CORSOrigins            []string
 	AccessTokenTTL         time.Duration
-	RefreshTokenTTL        time.Duration
-	Twilio                 TwilioSettings
-	OTPTestNumbers         string
-	OTPTestNumbersUntil    time.Time
 	// Sentry is the error reporting; its DSN is empty when off.
 	Sentry errorreport.Config
 	// RetentionSweepInterval is 0 when the sweep is off.
 	RetentionSweepInterval time.Duration
-}
-
-// TwilioSettings are Twilio Verify's credentials; zero when not configured.
-type TwilioSettings struct {
-	AccountSID string
-	AuthToken  string
-	ServiceSID string
-	BaseURL    string
-}
-
-// Configured reports whether all three credentials are set.
-func (t TwilioSettings) Configured() bool {
-	return t.AccountSID != "" && t.AuthToken != "" && t.ServiceSID != ""
 }
 
 // CaddyModule returns the Caddy module information.
@@ -182,7 +159,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	metrics.RetentionSweeps.WithLabelValues(metrics.ResultOK)
 	metrics.RetentionSweeps.WithLabelValues(metrics.ResultError)
-	if s.DevMode && len(a.SecretKey) == 0 && os.Getenv("SECRET_KEY") == "" {
+	if s.DevMode && strings.TrimSpace(caddy.NewReplacer().ReplaceAll(a.SecretKey, "")) == "" {
 		a.logger.Warn("SECRET_KEY is unset: using a random key for this process; tokens will not survive a restart (DEV_MODE only)")
 	}
 
@@ -215,6 +192,21 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return err
 		}
 		a.reporter = rep
+	}
+
+	a.issuer, err = token.NewIssuer(token.Options{
+		Key:         s.SecretKey,
+		PreviousKey: s.SecretKeyPrevious,
+		AccessTTL:   s.AccessTokenTTL,
+	})
+	if err != nil {
+		a.Cleanup()
+		return fmt.Errorf("soul: access tokens: %w", err)
+	}
+	a.authn = auth.NewAuthenticator(a.issuer, a.db)
+	if err := a.acquireLimiter(); err != nil {
+		a.Cleanup()
+		return err
 	}
 	return nil
 }
@@ -270,6 +262,12 @@ func (a *App) Cleanup() error {
 		}
 		a.dbKey = ""
 	}
+	if a.limKey != "" {
+		if _, err := limiters.Delete(a.limKey); err != nil {
+			errs = append(errs, err)
+		}
+		a.limKey = ""
+	}
 	if a.redisKey != "" {
 		if _, err := redisClients.Delete(a.redisKey); err != nil {
 			errs = append(errs, err)
@@ -294,6 +292,55 @@ func (a *App) DBKind() database.Kind { return a.dbKind }
 // Redis returns the shared Redis client, or nil when REDIS_URL is unset.
 func (a *App) Redis() rueidis.Client { return a.redis }
 
+// DevMode reports DEV_MODE.
+func (a *App) DevMode() bool { return a.settings.DevMode }
+
+// Limiter returns the rate limiter every handler of the running config
+// shares: the sign-in rules and the soul_rate_limit policies count in one
+// local store, and forgetting an account reaches them all.
+func (a *App) Limiter() *limiter.Limiter { return a.limiter }
+
+// Issuer returns the one access-token issuer (SECRET_KEY, with
+// SECRET_KEY_PREVIOUS still verifying).
+func (a *App) Issuer() *token.Issuer { return a.issuer }
+
+// Authenticator returns the one check of a request's access token that
+// every handler needing a signed-in user shares.
+func (a *App) Authenticator() *auth.Authenticator { return a.authn }
+
+// IPv6Prefix is RATE_LIMIT_IPV6_PREFIX: how many leading bits of an IPv6
+// address name a client, for the shield and every per-IP limit.
+func (a *App) IPv6Prefix() int { return a.settings.RateLimitIPv6Prefix }
+
+// ClientAddr names the client of r for per-IP limits (clientaddr.Of with
+// this app's IPv6 prefix).
+func (a *App) ClientAddr(r *http.Request) string {
+	return clientaddr.Of(r, a.settings.RateLimitIPv6Prefix)
+}
+
+// DeriveKey derives the key for one purpose (label) from SECRET_KEY.
+func (a *App) DeriveKey(label string) ([]byte, error) {
+	return auth.DeriveKey(a.settings.SecretKey, label)
+}
+
+// DeriveKeys derives the key for label from SECRET_KEY and, while a
+// rotation is under way, from SECRET_KEY_PREVIOUS: the first seals, all
+// open.
+func (a *App) DeriveKeys(label string) ([][]byte, error) {
+	var keys [][]byte
+	for _, secret := range [][]byte{a.settings.SecretKey, a.settings.SecretKeyPrevious} {
+		if len(secret) == 0 {
+			continue
+		}
+		k, err := auth.DeriveKey(secret, label)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
 // FromContext returns the provisioned `soul` app of the running config.
 func FromContext(ctx caddy.Context) (*App, error) {
 	v, err := ctx.App("soul")
@@ -303,132 +350,72 @@ func FromContext(ctx caddy.Context) (*App, error) {
 	return v.(*App), nil
 }
 
-// resolve replaces placeholders, applies env defaults and checks every
-// rule; all problems are reported together, one per line-fragment, so an
+// resolve resolves the placeholders of the secrets and URLs, applies the
+// defaults and checks every rule; all problems are reported together, so an
 // operator fixes them in one deploy.
 func (a *App) resolve() (Settings, error) {
 	repl := caddy.NewReplacer()
-	get := func(field, env string) string {
-		v := field
-		if v == "" {
-			v = os.Getenv(env)
-		}
-		return strings.TrimSpace(repl.ReplaceAll(v, ""))
-	}
+	secret := func(v string) string { return strings.TrimSpace(repl.ReplaceAll(v, "")) }
 	var (
 		s    Settings
 		errs []string
 	)
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
 
-	if v := get(a.DevMode, "DEV_MODE"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			fail("DEV_MODE must be true or false")
-		}
-		s.DevMode = b
-	}
-	s.SecretKey = []byte(get(a.SecretKey, "SECRET_KEY"))
-	s.SecretKeyPrevious = []byte(get(a.SecretKeyPrevious, "SECRET_KEY_PREVIOUS"))
-	s.Database = database.Config{
-		URL:        get(a.DatabaseURL, "DATABASE_URL"),
-		SQLitePath: get(a.SQLitePath, "SQLITE_PATH"),
-	}
+	s.DevMode = a.Dev
+	s.SecretKey = []byte(secret(a.SecretKey))
+	s.SecretKeyPrevious = []byte(secret(a.SecretKeyPrevious))
+	s.Database = database.Config{URL: secret(a.DatabaseURL), SQLitePath: a.SQLitePath}
 	if s.Database.SQLitePath == "" {
 		s.Database.SQLitePath = "data/soul.db"
 	}
-	if v := get(a.DatabaseMaxConnections, "DATABASE_MAX_CONNECTIONS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
+	if n := a.DatabaseMaxConnections; n != 0 {
+		if n < 1 || n > 1000 {
 			fail("DATABASE_MAX_CONNECTIONS must be a whole number from 1 to 1000")
 		}
 		s.Database.MaxOpenConns = n
 	}
 	s.DatabaseConnectTimeout = 30 * time.Second
-	if v := get(a.DatabaseConnectTimeout, "DATABASE_CONNECT_TIMEOUT"); v != "" {
-		d, err := caddy.ParseDuration(v)
-		if err != nil || d <= 0 {
+	if d := time.Duration(a.DatabaseConnectTimeout); d != 0 {
+		if d < 0 {
 			fail("DATABASE_CONNECT_TIMEOUT must be a positive duration such as 30s")
 		}
 		s.DatabaseConnectTimeout = d
 	}
-	s.MigrateOnStart = true
-	if v := get(a.MigrateOnStart, "MIGRATE_ON_START"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			fail("MIGRATE_ON_START must be true or false")
-		}
-		s.MigrateOnStart = b
-	}
-	s.RedisURL = get(a.RedisURL, "REDIS_URL")
+	s.MigrateOnStart = a.MigrateOnStart == nil || *a.MigrateOnStart
+	s.RedisURL = secret(a.RedisURL)
 	s.RateLimitRedisTimeout = limiter.DefaultTimeout
-	if v := get(a.RateLimitRedisTimeout, "RATE_LIMIT_REDIS_TIMEOUT"); v != "" {
-		d, err := caddy.ParseDuration(v)
-		if err != nil || d < 10*time.Millisecond || d > 10*time.Second {
+	if d := time.Duration(a.RateLimitRedisTimeout); d != 0 {
+		if d < 10*time.Millisecond || d > 10*time.Second {
 			fail("RATE_LIMIT_REDIS_TIMEOUT must be a duration from 10ms to 10s, such as 200ms")
 		}
 		s.RateLimitRedisTimeout = d
 	}
 	s.RateLimitMemoryMaxKeys = limiter.DefaultMaxLocalKeys
-	if v := get(a.RateLimitMemoryMaxKeys, "RATE_LIMIT_MEMORY_MAX_KEYS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1000 || n > 10_000_000 {
+	if n := a.RateLimitMemoryMaxKeys; n != 0 {
+		if n < 1000 || n > 10_000_000 {
 			fail("RATE_LIMIT_MEMORY_MAX_KEYS must be a whole number from 1000 to 10000000")
 		}
 		s.RateLimitMemoryMaxKeys = n
 	}
 	s.RateLimitIPv6Prefix = clientaddr.DefaultIPv6Prefix
-	if v := get(a.RateLimitIPv6Prefix, "RATE_LIMIT_IPV6_PREFIX"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 32 || n > 128 {
+	if n := a.RateLimitIPv6Prefix; n != 0 {
+		if n < 32 || n > 128 {
 			fail("RATE_LIMIT_IPV6_PREFIX must be a whole number of bits from 32 to 128, such as 64")
 		}
 		s.RateLimitIPv6Prefix = n
 	}
-	for _, o := range strings.Split(get(a.CORSOrigins, "CORS_ORIGINS"), ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			s.CORSOrigins = append(s.CORSOrigins, o)
-		}
-	}
 	s.AccessTokenTTL = 15 * time.Minute
-	if v := get(a.AccessTokenExpireMinutes, "ACCESS_TOKEN_EXPIRE_MINUTES"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 5 || n > 60 {
+	if n := a.AccessTokenExpireMinutes; n != 0 {
+		if n < 5 || n > 60 {
 			fail("ACCESS_TOKEN_EXPIRE_MINUTES must be a whole number from 5 to 60")
 		}
 		s.AccessTokenTTL = time.Duration(n) * time.Minute
 	}
-	s.RefreshTokenTTL = 30 * 24 * time.Hour
-	if v := get(a.RefreshTokenExpireDays, "REFRESH_TOKEN_EXPIRE_DAYS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 365 {
-			fail("REFRESH_TOKEN_EXPIRE_DAYS must be a whole number from 1 to 365")
-		}
-		s.RefreshTokenTTL = time.Duration(n) * 24 * time.Hour
-	}
-	s.Twilio = TwilioSettings{
-		AccountSID: get(a.TwilioAccountSID, "TWILIO_ACCOUNT_SID"),
-		AuthToken:  get(a.TwilioAuthToken, "TWILIO_AUTH_TOKEN"),
-		ServiceSID: get(a.TwilioVerifyServiceSID, "TWILIO_VERIFY_SERVICE_SID"),
-		BaseURL:    get(a.TwilioVerifyBaseURL, "TWILIO_VERIFY_BASE_URL"),
-	}
-	if s.Twilio.BaseURL == "" {
-		s.Twilio.BaseURL = "https://verify.twilio.com"
-	}
-	s.OTPTestNumbers = get(a.OTPTestNumbers, "OTP_TEST_NUMBERS")
-	if v := get(a.OTPTestNumbersValidUntil, "OTP_TEST_NUMBERS_VALID_UNTIL"); v != "" {
-		t, err := time.Parse(time.RFC3339, v)
-		if err != nil {
-			fail("OTP_TEST_NUMBERS_VALID_UNTIL must be an RFC 3339 time such as 2027-01-31T00:00:00Z")
-		}
-		s.OTPTestNumbersUntil = t
-	} else if s.OTPTestNumbers != "" {
-		fail("OTP_TEST_NUMBERS needs OTP_TEST_NUMBERS_VALID_UNTIL (RFC 3339)")
-	}
 
 	s.Sentry = errorreport.Config{
-		DSN:         get(a.SentryDSN, "SENTRY_DSN"),
-		Environment: get(a.SentryEnvironment, "SENTRY_ENVIRONMENT"),
+		DSN:         secret(a.SentryDSN),
+		Environment: a.SentryEnvironment,
 		Release:     version.Version,
 	}
 	if s.Sentry.Environment == "" {
@@ -443,12 +430,11 @@ func (a *App) resolve() (Settings, error) {
 		}
 	}
 	s.RetentionSweepInterval = DefaultRetentionSweepInterval
-	if v := get(a.RetentionSweepInterval, "RETENTION_SWEEP_INTERVAL"); v != "" {
-		d, err := caddy.ParseDuration(v)
-		switch {
-		case v == "0":
+	if a.RetentionSweepInterval != nil {
+		switch d := time.Duration(*a.RetentionSweepInterval); {
+		case d == 0:
 			s.RetentionSweepInterval = 0
-		case err != nil || d < time.Second:
+		case d < time.Second:
 			fail("RETENTION_SWEEP_INTERVAL must be a duration of 1s or more such as 10m, or 0 for off")
 		default:
 			s.RetentionSweepInterval = d
@@ -475,18 +461,6 @@ func (a *App) resolve() (Settings, error) {
 		}
 		if s.RedisURL == "" {
 			fail("REDIS_URL is required when DEV_MODE=false")
-		}
-		if len(s.CORSOrigins) == 0 {
-			fail("CORS_ORIGINS is required when DEV_MODE=false")
-		}
-		for _, o := range s.CORSOrigins {
-			if strings.Contains(o, "*") {
-				fail("CORS_ORIGINS may not hold a wildcard when DEV_MODE=false")
-				break
-			}
-		}
-		if !s.Twilio.Configured() {
-			fail("TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_VERIFY_SERVICE_SID are required when DEV_MODE=false")
 		}
 	} else if len(s.SecretKey) == 0 {
 		key := make([]byte, 32)

@@ -44,7 +44,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 				b.Fatal(err)
 			}
 			access := seedSession(b, db, iss)
-			a := &Authenticator{issuer: iss, db: db, now: time.Now}
+			a := auth.NewAuthenticator(iss, db)
 			req := httptest.NewRequest("GET", PathMe, nil)
 			req.Header.Set("Authorization", "Bearer "+access)
 			b.ReportAllocs()

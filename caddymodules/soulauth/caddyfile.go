@@ -2,8 +2,10 @@ package soulauth
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -17,12 +19,19 @@ func init() {
 // UnmarshalCaddyfile sets up the handler:
 //
 //	soul_auth {
-//		twilio_timeout <duration>
+//		otp_provider <name> { ... }
+//		test_numbers [<+number=code,...>]
+//		test_numbers_valid_until [<rfc3339>]
+//		refresh_token_expire_days [<1-365>]
 //		limit <rule> <count> <window>
 //	}
 //
-// limit overrides one sign-in rate limit (otp_request, otp_send,
-// otp_send_day, otp_verify, otp_attempts, refresh); it may repeat.
+// otp_provider names a soul.otp_providers module (twilio_verify, local)
+// and its block; without it, codes are local (DEV_MODE only). limit
+// overrides one sign-in rate limit (otp_request, otp_send, otp_send_day,
+// otp_verify, otp_attempts, refresh); it may repeat. A setting without a
+// value keeps its default, so `refresh_token_expire_days
+// {$REFRESH_TOKEN_EXPIRE_DAYS}` may expand to nothing.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
@@ -30,18 +39,42 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		switch d.Val() {
-		case "twilio_timeout":
+		case "otp_provider":
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur <= 0 {
-				return d.Errf("bad twilio_timeout %q: want a positive duration", d.Val())
+			name := d.Val()
+			unm, err := caddyfile.UnmarshalModule(d, "soul.otp_providers."+name)
+			if err != nil {
+				return err
 			}
-			h.TwilioTimeout = caddy.Duration(dur)
-			if d.NextArg() {
-				return d.ArgErr()
+			h.OTPProviderRaw = caddyconfig.JSONModuleObject(unm, "provider", name, nil)
+		case "test_numbers":
+			v, err := optionalArg(d)
+			if err != nil {
+				return err
 			}
+			h.TestNumbers = v
+		case "test_numbers_valid_until":
+			v, err := optionalArg(d)
+			if err != nil || v == "" {
+				return err
+			}
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return d.Errf("OTP_TEST_NUMBERS_VALID_UNTIL must be an RFC 3339 time such as 2027-01-31T00:00:00Z, not %q", v)
+			}
+			h.TestNumbersValidUntil = &t
+		case "refresh_token_expire_days":
+			v, err := optionalArg(d)
+			if err != nil || v == "" {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 365 {
+				return d.Errf("REFRESH_TOKEN_EXPIRE_DAYS must be a whole number from 1 to 365, not %q", v)
+			}
+			h.RefreshTokenExpireDays = n
 		case "limit":
 			args := d.RemainingArgs()
 			if len(args) != 3 {
@@ -64,6 +97,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// optionalArg reads the one value of a setting, or "" when it has none.
+func optionalArg(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", nil
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return v, nil
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

@@ -1,7 +1,8 @@
 // Package soulauth is the `soul_auth` handler: phone sign-in with one-time
 // codes, rotating refresh tokens, logout, and the signed-in user's account
-// at /api/me. It also exports the Authenticator that every handler needing
-// a signed-in user shares.
+// at /api/me. The codes come from a soul.otp_providers module (otplocal,
+// otptwilio); the token check every handler shares is the `soul` app's
+// Authenticator.
 package soulauth
 
 import (
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -19,17 +21,13 @@ import (
 	"github.com/soulapp/soul/caddymodules/soul"
 	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/authbody"
-	"github.com/soulapp/soul/internal/clientaddr"
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/limiter"
-	"github.com/soulapp/soul/internal/limiterpool"
 	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/otp"
 	"github.com/soulapp/soul/internal/phone"
 	"github.com/soulapp/soul/internal/problem"
 	"github.com/soulapp/soul/internal/ratelimitheaders"
-	"github.com/soulapp/soul/internal/token"
-	"github.com/soulapp/soul/internal/twilio"
 )
 
 func init() {
@@ -46,22 +44,31 @@ const (
 )
 
 // Handler answers the sign-in routes and /api/me; any other path under it
-// is 404. The code provider is Twilio Verify when the `soul` app has its
-// credentials, else local codes (DEV_MODE only).
+// is 404. Codes come from the OTP provider module (soul.otp_providers.*),
+// local codes when none is configured (DEV_MODE only).
 type Handler struct {
-	// How long one call to Twilio Verify may take before the answer is 502
-	// sms_provider_unavailable. Default 10s.
-	TwilioTimeout caddy.Duration `json:"twilio_timeout,omitempty"`
+	// The code provider, a soul.otp_providers module: twilio_verify in
+	// production. Left out, or a provider whose credentials are unset in
+	// DEV_MODE, is local codes.
+	OTPProviderRaw json.RawMessage `json:"otp_provider,omitempty" caddy:"namespace=soul.otp_providers inline_key=provider"`
+	// Numbers that sign in with a fixed code, for App Store review:
+	// "+15555550100=123456,...", a runtime placeholder such as
+	// {env.OTP_TEST_NUMBERS} (the codes are secrets). OTP_TEST_NUMBERS.
+	TestNumbers string `json:"test_numbers,omitempty"`
+	// The instant after which the test numbers stop working; required with
+	// them. OTP_TEST_NUMBERS_VALID_UNTIL.
+	TestNumbersValidUntil *time.Time `json:"test_numbers_valid_until,omitempty"`
+	// Refresh token lifetime in days, 1–365. REFRESH_TOKEN_EXPIRE_DAYS;
+	// default 30.
+	RefreshTokenExpireDays int `json:"refresh_token_expire_days,omitempty"`
 	// Overrides of the sign-in rate limits, by rule name: otp_request,
 	// otp_send, otp_send_day, otp_verify, otp_attempts, refresh.
 	Limits map[string]Limit `json:"limits,omitempty"`
 
+	app     *soul.App
 	service *auth.Service
-	authn   *Authenticator
-	release func() error
-	// ipv6Prefix is the soul app's RATE_LIMIT_IPV6_PREFIX.
-	ipv6Prefix int
-	logger     *zap.Logger
+	authn   *auth.Authenticator
+	logger  *zap.Logger
 }
 
 // Limit is one rate limit: at most Count hits in any span of Window.
@@ -98,7 +105,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision builds the sign-in service from the `soul` app.
+// Provision builds the sign-in service on the `soul` app's shared
+// services and the configured code provider.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if err := metrics.Register(ctx.GetMetricsRegistry()); err != nil {
@@ -108,86 +116,58 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	s := app.Settings()
-	if h.TwilioTimeout <= 0 {
-		h.TwilioTimeout = caddy.Duration(twilio.DefaultTimeout)
-	}
-
-	iss, err := newIssuer(s)
+	h.app = app
+	provider, err := h.loadProvider(ctx, app)
 	if err != nil {
 		return err
-	}
-	var provider auth.Provider
-	if s.Twilio.Configured() {
-		provider = &auth.TwilioProvider{Client: &twilio.Client{
-			BaseURL:    s.Twilio.BaseURL,
-			AccountSID: s.Twilio.AccountSID,
-			AuthToken:  s.Twilio.AuthToken,
-			ServiceSID: s.Twilio.ServiceSID,
-			HTTP:       &http.Client{Timeout: time.Duration(h.TwilioTimeout)},
-		}}
-	} else {
-		if !s.DevMode {
-			return errors.New("soul_auth: local OTP codes need DEV_MODE=true; configure Twilio Verify")
-		}
-		key, err := auth.DeriveKey(s.SecretKey, auth.LabelOTP)
-		if err != nil {
-			return err
-		}
-		provider, err = auth.NewLocalProvider(app.DB(), key, nil)
-		if err != nil {
-			return err
-		}
 	}
 
 	var until string
-	if !s.OTPTestNumbersUntil.IsZero() {
-		until = s.OTPTestNumbersUntil.Format(time.RFC3339)
+	if h.TestNumbersValidUntil != nil {
+		until = h.TestNumbersValidUntil.Format(time.RFC3339)
+	}
+	numbers := strings.TrimSpace(caddy.NewReplacer().ReplaceAll(h.TestNumbers, ""))
+	if numbers != "" && until == "" {
+		return errors.New("soul_auth: OTP_TEST_NUMBERS needs OTP_TEST_NUMBERS_VALID_UNTIL (RFC 3339)")
 	}
 	// Test numbers are often fictional ranges, so they are read loosely;
 	// only a listed number is ever accepted that way.
-	tests, err := otp.ParseTestNumbers(s.OTPTestNumbers, until, phone.NormalizeLoose)
+	tests, err := otp.ParseTestNumbers(numbers, until, phone.NormalizeLoose)
 	if err != nil {
 		return err
 	}
 
-	sealKeys := [][]byte{}
-	for _, secret := range [][]byte{s.SecretKey, s.SecretKeyPrevious} {
-		if len(secret) == 0 {
-			continue
+	refreshTTL := 30 * 24 * time.Hour
+	if n := h.RefreshTokenExpireDays; n != 0 {
+		if n < 1 || n > 365 {
+			return errors.New("soul_auth: REFRESH_TOKEN_EXPIRE_DAYS must be a whole number from 1 to 365")
 		}
-		k, err := auth.DeriveKey(secret, auth.LabelRefreshSeal)
-		if err != nil {
-			return err
-		}
-		sealKeys = append(sealKeys, k)
+		refreshTTL = time.Duration(n) * 24 * time.Hour
 	}
-
+	sealKeys, err := app.DeriveKeys(auth.LabelRefreshSeal)
+	if err != nil {
+		return err
+	}
 	limits, err := h.limits()
 	if err != nil {
 		return err
 	}
-	lim, release, err := limiterpool.Acquire(app, h.logger)
-	if err != nil {
-		return err
-	}
-	h.release = release
+	lim := app.Limiter()
 	h.service, err = auth.NewService(auth.Config{
 		DB:          app.DB(),
-		Issuer:      iss,
+		Issuer:      app.Issuer(),
 		Provider:    provider,
 		Limiter:     lim,
 		Limits:      limits,
 		TestNumbers: tests,
-		RefreshTTL:  s.RefreshTokenTTL,
+		RefreshTTL:  refreshTTL,
 		SealKeys:    sealKeys,
-		Preview:     s.DevMode,
+		Preview:     app.DevMode(),
 	})
 	if err != nil {
 		return err
 	}
-	h.authn = &Authenticator{issuer: iss, db: app.DB(), now: time.Now}
-	h.ipv6Prefix = s.RateLimitIPv6Prefix
+	h.authn = app.Authenticator()
 	h.logger.Info("sign-in ready",
 		zap.String("otp_provider", provider.Name()),
 		zap.Int("otp_test_numbers", tests.Len()),
@@ -195,22 +175,38 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Cleanup lets go of the shared limiter.
-func (h *Handler) Cleanup() error {
-	if h.release != nil {
-		err := h.release()
-		h.release = nil
-		return err
-	}
-	return nil
+// unconfigured is a provider that can tell it lacks its credentials.
+type unconfigured interface {
+	Configured() bool
+	Missing() string
 }
 
-func newIssuer(s soul.Settings) (*token.Issuer, error) {
-	return token.NewIssuer(token.Options{
-		Key:         s.SecretKey,
-		PreviousKey: s.SecretKeyPrevious,
-		AccessTTL:   s.AccessTokenTTL,
-	})
+// loadProvider loads the configured code provider. One whose credentials
+// are unset stops the start outside DEV_MODE and gives way to local codes
+// in it, so one Caddyfile serves production and `make run`.
+func (h *Handler) loadProvider(ctx caddy.Context, app *soul.App) (auth.Provider, error) {
+	if h.OTPProviderRaw != nil {
+		m, err := ctx.LoadModule(h, "OTPProviderRaw")
+		if err != nil {
+			return nil, fmt.Errorf("soul_auth: loading otp_provider: %w", err)
+		}
+		p, ok := m.(auth.Provider)
+		if !ok {
+			return nil, fmt.Errorf("soul_auth: module %T is not an OTP provider", m)
+		}
+		u, ok := p.(unconfigured)
+		if !ok || u.Configured() {
+			return p, nil
+		}
+		if !app.DevMode() {
+			return nil, fmt.Errorf("invalid configuration: %s", u.Missing())
+		}
+	}
+	m, err := ctx.LoadModuleByID("soul.otp_providers.local", json.RawMessage("{}"))
+	if err != nil {
+		return nil, err
+	}
+	return m.(auth.Provider), nil
 }
 
 // ServeHTTP routes by path and method.
@@ -517,12 +513,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 // client names the client for the per-IP sign-in limits: its address, an
 // IPv6 one by its network (RATE_LIMIT_IPV6_PREFIX).
 func (h *Handler) client(r *http.Request) string {
-	return clientaddr.Of(r, h.ipv6Prefix)
+	return h.app.ClientAddr(r)
 }
 
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
-	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

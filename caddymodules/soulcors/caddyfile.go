@@ -23,8 +23,8 @@ func init() {
 //		max_age           <duration>
 //	}
 //
-// Without origins it allows the soul app's CORS_ORIGINS. Origins go in the
-// block only: a first argument of `*` would be read as a request matcher.
+// Without origins it allows none (DEV_MODE only). Origins go in the block
+// only: a first argument of `*` would be read as a request matcher.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name
 	if d.NextArg() {
@@ -33,11 +33,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "origins":
-			args := d.RemainingArgs()
-			if len(args) == 0 {
-				return d.ArgErr()
-			}
-			h.Origins = append(h.Origins, args...)
+			// No value (an unset {$CORS_ORIGINS}) adds none.
+			h.Origins = append(h.Origins, d.RemainingArgs()...)
 		case "allow_credentials":
 			if d.NextArg() {
 				return d.ArgErr()

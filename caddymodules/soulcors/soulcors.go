@@ -47,8 +47,9 @@ const DefaultMaxAge = 10 * time.Minute
 // Put it in the site and in handle_errors: in the error routes it only adds
 // the headers to the error answer.
 type Handler struct {
-	// Allowed origins such as https://app.soulapp.app. Empty: the soul app's
-	// CORS_ORIGINS. `*` allows every origin and is refused unless
+	// Allowed origins such as https://app.soulapp.app: CORS_ORIGINS, a
+	// comma-separated list, through the Caddyfile. Required unless
+	// DEV_MODE=true. `*` allows every origin and is refused unless
 	// DEV_MODE=true, and together with allow_credentials. Placeholders are
 	// replaced at provision; a value may hold a comma-separated list.
 	Origins []string `json:"origins,omitempty"`
@@ -72,7 +73,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision resolves the origins (the soul app's when none are configured)
+// Provision resolves the origins
 // and refuses a wildcard outside DEV_MODE or with credentials.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
@@ -80,20 +81,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	settings := app.Settings()
-	origins := settings.CORSOrigins
-	if len(h.Origins) > 0 {
-		repl := caddy.NewReplacer()
-		origins = nil
-		for _, o := range h.Origins {
-			for _, part := range strings.Split(repl.ReplaceAll(o, ""), ",") {
-				if part = strings.TrimSpace(part); part != "" {
-					origins = append(origins, part)
-				}
+	repl := caddy.NewReplacer()
+	var origins []string
+	for _, o := range h.Origins {
+		for _, part := range strings.Split(repl.ReplaceAll(o, ""), ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				origins = append(origins, part)
 			}
 		}
 	}
-	set, err := compileOrigins(origins, settings.DevMode, h.AllowCredentials)
+	if len(origins) == 0 && !app.DevMode() {
+		return errors.New("invalid configuration: CORS_ORIGINS is required when DEV_MODE=false")
+	}
+	set, err := compileOrigins(origins, app.DevMode(), h.AllowCredentials)
 	if err != nil {
 		return fmt.Errorf("soul_cors: %w", err)
 	}

@@ -19,7 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/soulapp/soul/caddymodules/soul"
-	"github.com/soulapp/soul/caddymodules/soulauth"
+	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/mood"
 	"github.com/soulapp/soul/internal/problem"
@@ -39,7 +39,7 @@ const MaxIdempotencyKey = 255
 // request's access token; any other path under it is 404.
 type Handler struct {
 	store  *mood.Store
-	authn  *soulauth.Authenticator
+	authn  *auth.Authenticator
 	logger *zap.Logger
 	now    func() time.Time
 }
@@ -59,10 +59,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.authn, err = soulauth.NewAuthenticator(ctx)
-	if err != nil {
-		return err
-	}
+	h.authn = app.Authenticator()
 	h.now = time.Now
 	h.store = mood.NewStore(app.DB(), h.now)
 	return nil

@@ -23,9 +23,7 @@ import (
 
 	"github.com/soulapp/soul/caddymodules/soul"
 	"github.com/soulapp/soul/internal/auth"
-	"github.com/soulapp/soul/internal/clientaddr"
 	"github.com/soulapp/soul/internal/limiter"
-	"github.com/soulapp/soul/internal/limiterpool"
 	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/problem"
 	"github.com/soulapp/soul/internal/ratelimitheaders"
@@ -72,15 +70,12 @@ type Handler struct {
 	// else the client IP) or "ip". Default "user".
 	Key string `json:"key,omitempty"`
 
-	rule    limiter.Rule
-	lim     *limiter.Limiter
-	release func() error
-	issuer  *token.Issuer
-	logger  *zap.Logger
-	// ipv6Prefix is the soul app's RATE_LIMIT_IPV6_PREFIX: an IPv6 client
-	// is counted by its network.
-	ipv6Prefix int
-	now        func() time.Time
+	rule   limiter.Rule
+	app    *soul.App
+	lim    *limiter.Limiter // the app's, shared by every policy and soul_auth
+	issuer *token.Issuer    // the app's, when keyed by user
+	logger *zap.Logger
+	now    func() time.Time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -117,30 +112,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	s := app.Settings()
-	h.ipv6Prefix = s.RateLimitIPv6Prefix
+	h.app = app
 	if h.Key == KeyUser {
 		// Verifying the signature is enough to key on the subject: a
 		// forged token cannot name another user, and the session check
 		// (a database lookup) is the protected handler's business.
-		h.issuer, err = token.NewIssuer(token.Options{Key: s.SecretKey, PreviousKey: s.SecretKeyPrevious, AccessTTL: s.AccessTokenTTL})
-		if err != nil {
-			return err
-		}
+		h.issuer = app.Issuer()
 	}
-	lim, release, err := limiterpool.Acquire(app, h.logger)
-	if err != nil {
-		return err
-	}
+	lim := app.Limiter()
 	if h.Key == KeyUser {
 		// So that deleting an account forgets this policy's entries even
 		// before any request of this process has used it.
 		if err := lim.Register(h.rule); err != nil {
-			_ = release()
 			return err
 		}
 	}
-	h.lim, h.release = lim, release
+	h.lim = lim
 	h.now = time.Now
 	// The log names the storage in use, so an operator whose Redis is
 	// unreachable at start reads it here rather than in the first 429s.
@@ -152,7 +139,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		zap.Int("limit", h.Limit),
 		zap.Duration("window", time.Duration(h.Window)),
 		zap.String("key", h.Key),
-		zap.String("storage", describeStorage(s.RedisURL, storage)))
+		zap.String("storage", describeStorage(app.Settings().RedisURL, storage)))
 	return nil
 }
 
@@ -175,16 +162,6 @@ func (h *Handler) Validate() error {
 		if !ok {
 			return fmt.Errorf("soul_rate_limit: policy name %q: only letters, digits, '_', '-' and '.'", h.Policy)
 		}
-	}
-	return nil
-}
-
-// Cleanup lets go of the shared limiter.
-func (h *Handler) Cleanup() error {
-	if h.release != nil {
-		err := h.release()
-		h.release = nil
-		return err
 	}
 	return nil
 }
@@ -231,7 +208,7 @@ func (h *Handler) subject(r *http.Request) (string, *http.Request) {
 			}
 		}
 	}
-	return "ip:" + clientaddr.Of(r, h.ipv6Prefix), r
+	return "ip:" + h.app.ClientAddr(r), r
 }
 
 // bearer extracts the token of "Authorization: Bearer <token>"; the scheme
@@ -266,6 +243,5 @@ func describeStorage(redisURL, storage string) string {
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
-	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

@@ -76,7 +76,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.ipv6Prefix = app.Settings().RateLimitIPv6Prefix
+	h.ipv6Prefix = app.IPv6Prefix()
 	h.shield = shield.New(h.Events, time.Duration(h.Window))
 	if err := registerMetrics(ctx.GetMetricsRegistry(), h.shield); err != nil {
 		return err

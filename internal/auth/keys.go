@@ -11,6 +11,9 @@ import (
 const (
 	LabelOTP         = "soul otp codes v1"
 	LabelRefreshSeal = "soul refresh grace seal v1"
+	// LabelRateLimitKeys keys the HMAC that hides subjects (phones, user
+	// ids, IPs) in the rate limiter's storage keys.
+	LabelRateLimitKeys = "soul rate-limit keys v1"
 )
 
 // DeriveKey returns a 32-byte key for one purpose from the secret.

@@ -10,7 +10,6 @@ import (
 	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/limiter"
-	"github.com/soulapp/soul/internal/limiterpool"
 )
 
 // WantStatus fails the test unless resp has the status.
@@ -57,7 +56,7 @@ func Count(t testing.TB, db *bun.DB, table, where string, args ...any) int {
 // test can look for them or make sure nothing else is there.
 func LimiterKeys(t testing.TB, secret string) *limiter.Limiter {
 	t.Helper()
-	hashKey, err := auth.DeriveKey([]byte(secret), limiterpool.LabelHashKey)
+	hashKey, err := auth.DeriveKey([]byte(secret), auth.LabelRateLimitKeys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package soulauth
+package auth
 
 import (
 	"errors"
@@ -6,13 +6,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 
-	"github.com/soulapp/soul/caddymodules/soul"
-	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/problem"
 	"github.com/soulapp/soul/internal/token"
@@ -22,26 +19,17 @@ import (
 const Realm = "soul"
 
 // Authenticator checks the bearer access token of a request (RFC 6750).
-// It is shared by every handler that needs a signed-in user: get one with
-// NewAuthenticator in Provision.
+// The `soul` app builds one per config and every handler that needs a
+// signed-in user shares it (app.Authenticator()).
 type Authenticator struct {
 	issuer *token.Issuer
 	db     *bun.DB
 	now    func() time.Time
 }
 
-// NewAuthenticator builds the Authenticator of the running config from the
-// `soul` app's settings and database.
-func NewAuthenticator(ctx caddy.Context) (*Authenticator, error) {
-	app, err := soul.FromContext(ctx)
-	if err != nil {
-		return nil, err
-	}
-	iss, err := newIssuer(app.Settings())
-	if err != nil {
-		return nil, err
-	}
-	return &Authenticator{issuer: iss, db: app.DB(), now: time.Now}, nil
+// NewAuthenticator checks tokens of issuer against the sessions in db.
+func NewAuthenticator(issuer *token.Issuer, db *bun.DB) *Authenticator {
+	return &Authenticator{issuer: issuer, db: db, now: time.Now}
 }
 
 // Authenticate returns the user id of a request's valid access token. Its
@@ -78,7 +66,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (uuid.UUID, error) {
 	if err1 != nil || err2 != nil {
 		return uuid.Nil, invalidToken()
 	}
-	live, err := auth.SessionLive(r.Context(), a.db, userID, sessionID, a.now())
+	live, err := SessionLive(r.Context(), a.db, userID, sessionID, a.now())
 	if err != nil && !database.Unavailable(err) {
 		return uuid.Nil, caddyhttp.Error(http.StatusInternalServerError, errors.Join(problem.From(nil, http.StatusInternalServerError), err))
 	}
