@@ -38,7 +38,9 @@ func TestAdaptErrors(t *testing.T) {
 	cases := map[string]string{
 		"unknown soul subdirective":        "{\n\tsoul {\n\t\tsecret_sauce 1\n\t}\n}\n",
 		"soul option argument":             "{\n\tsoul extra\n}\n",
-		"soul subdirective without value":  "{\n\tsoul {\n\t\tdev_mode\n\t}\n}\n",
+		"soul bool not a bool":             "{\n\tsoul {\n\t\tdev_mode maybe\n\t}\n}\n",
+		"soul number not a number":         "{\n\tsoul {\n\t\trate_limit_ipv6_prefix wide\n\t}\n}\n",
+		"soul duration not a duration":     "{\n\tsoul {\n\t\trate_limit_redis_timeout soon\n\t}\n}\n",
 		"soul subdirective two values":     "{\n\tsoul {\n\t\tdev_mode true false\n\t}\n}\n",
 		"unknown soul_health subdirective": ":80 {\n\tsoul_health {\n\t\tcolour red\n\t}\n}\n",
 		"bad soul_health timeout":          ":80 {\n\tsoul_health {\n\t\tdatabase_timeout soon\n\t}\n}\n",

@@ -266,7 +266,7 @@ func TestContentSecurityPolicyIsADefault(t *testing.T) {
 	if snippet == "" {
 		t.Fatal("no (security_headers) snippet in the Caddyfile")
 	}
-	cfg := "{\n\tadmin {$ADMIN_ADDRESS}\n\tpersist_config off\n}\n\n" + snippet + `
+	cfg := "{\n\tadmin {$ADMIN_ADDRESS}\n\tpersist_config off\n\t" + soultest.SoulOption + "\n}\n\n" + snippet + `
 {$SITE_ADDRESS} {
 	import security_headers
 	route /page {

@@ -46,7 +46,7 @@ func observedCaddyfile(t *testing.T, logFile string) string {
 	t.Helper()
 	cfg := logsTo(t, logFile, "DEBUG")
 	// Several codes for one phone within the test.
-	const auth = "twilio_timeout {$TWILIO_TIMEOUT:10s}"
+	const auth = "refresh_token_expire_days {$REFRESH_TOKEN_EXPIRE_DAYS}"
 	return strings.Replace(cfg, auth, auth+"\n\t\t\t\tlimit otp_send 100 1m\n\t\t\t\tlimit otp_send_day 100 24h", 1)
 }
 

@@ -10,7 +10,6 @@ func TestAdaptSoulCORSErrors(t *testing.T) {
 	cases := map[string]string{
 		"inline origin":           ":80 {\n\tsoul_cors https://app.soulapp.app\n}\n",
 		"unknown subdirective":    ":80 {\n\tsoul_cors {\n\t\tallow_methods GET\n\t}\n}\n",
-		"origins without value":   ":80 {\n\tsoul_cors {\n\t\torigins\n\t}\n}\n",
 		"allow_credentials value": ":80 {\n\tsoul_cors {\n\t\tallow_credentials yes\n\t}\n}\n",
 		"max_age without value":   ":80 {\n\tsoul_cors {\n\t\tmax_age\n\t}\n}\n",
 		"max_age not a duration":  ":80 {\n\tsoul_cors {\n\t\tmax_age often\n\t}\n}\n",

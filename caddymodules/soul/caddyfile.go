@@ -1,6 +1,7 @@
 package soul
 
 import (
+	"errors"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -60,6 +61,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		name := d.Val()
+		if !known[name] {
+			return d.Errf("unrecognized subdirective %q", name)
+		}
 		var v string
 		if d.NextArg() {
 			v = d.Val()
@@ -68,15 +72,29 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		}
 		if err := a.set(name, v); err != nil {
-			return d.Errf("soul: %s %q: %v", name, v, err)
+			return d.Errf("%v", err)
 		}
 	}
 	return nil
 }
 
-// set applies one subdirective; an empty value keeps the default.
+// known holds the subdirectives of the `soul` option.
+var known = func() map[string]bool {
+	m := map[string]bool{}
+	for _, name := range []string{"dev_mode", "secret_key", "secret_key_previous", "database_url",
+		"sqlite_path", "database_connect_timeout", "database_max_connections", "migrate_on_start",
+		"redis_url", "rate_limit_redis_timeout", "rate_limit_memory_max_keys", "rate_limit_ipv6_prefix",
+		"access_token_expire_minutes", "sentry_dsn", "sentry_environment", "retention_sweep_interval"} {
+		m[name] = true
+	}
+	return m
+}()
+
+// set applies one subdirective; an empty value keeps the default. A value
+// that does not parse or is out of range is refused here, in the words
+// Provision would use (rules), so the operator reads one message either way.
 func (a *App) set(name, v string) error {
-	strings := map[string]*string{
+	strs := map[string]*string{
 		"secret_key":          &a.SecretKey,
 		"secret_key_previous": &a.SecretKeyPrevious,
 		"database_url":        &a.DatabaseURL,
@@ -85,6 +103,14 @@ func (a *App) set(name, v string) error {
 		"sentry_dsn":          &a.SentryDSN,
 		"sentry_environment":  &a.SentryEnvironment,
 	}
+	if p, ok := strs[name]; ok {
+		*p = v
+		return nil
+	}
+	if v == "" {
+		return nil
+	}
+	bad := errors.New(rules[name])
 	ints := map[string]*int{
 		"database_max_connections":    &a.DatabaseMaxConnections,
 		"rate_limit_memory_max_keys":  &a.RateLimitMemoryMaxKeys,
@@ -95,72 +121,43 @@ func (a *App) set(name, v string) error {
 		"database_connect_timeout": &a.DatabaseConnectTimeout,
 		"rate_limit_redis_timeout": &a.RateLimitRedisTimeout,
 	}
-	if p, ok := strings[name]; ok {
-		*p = v
-		return nil
-	}
-	if p, ok := ints[name]; ok {
-		if v == "" {
-			return nil
-		}
+	switch p := ints[name]; {
+	case p != nil:
 		n, err := strconv.Atoi(v)
-		if err != nil {
-			return errNotWhole
+		if err != nil || n == 0 {
+			return bad
 		}
 		*p = n
-		return nil
-	}
-	if p, ok := durations[name]; ok {
-		if v == "" {
-			return nil
-		}
+	case durations[name] != nil:
 		d, err := caddy.ParseDuration(v)
-		if err != nil {
-			return errNotDuration
+		if err != nil || d == 0 {
+			return bad
 		}
-		*p = caddy.Duration(d)
-		return nil
-	}
-	switch name {
-	case "dev_mode", "migrate_on_start":
-		if v == "" {
-			return nil
-		}
+		*durations[name] = caddy.Duration(d)
+	case name == "dev_mode" || name == "migrate_on_start":
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return errNotBool
+			return bad
 		}
 		if name == "dev_mode" {
 			a.Dev = b
 		} else {
 			a.MigrateOnStart = &b
 		}
-		return nil
-	case "retention_sweep_interval":
-		if v == "" {
-			return nil
-		}
+	case name == "retention_sweep_interval":
 		d, err := caddy.ParseDuration(v)
 		if err != nil {
-			return errNotDuration
+			return bad
 		}
 		cd := caddy.Duration(d)
 		a.RetentionSweepInterval = &cd
-		return nil
 	}
-	return errUnknown
+	// The ranges: the same checks as Provision's.
+	if _, err := a.resolveOne(name); err != nil {
+		return err
+	}
+	return nil
 }
-
-type parseError string
-
-func (e parseError) Error() string { return string(e) }
-
-const (
-	errNotWhole    = parseError("want a whole number")
-	errNotDuration = parseError("want a duration such as 30s or 10m")
-	errNotBool     = parseError("want true or false")
-	errUnknown     = parseError("unrecognized subdirective")
-)
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*App)(nil)

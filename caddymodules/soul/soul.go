@@ -350,6 +350,55 @@ func FromContext(ctx caddy.Context) (*App, error) {
 	return v.(*App), nil
 }
 
+// rules are the messages of settings out of range, by subdirective; the
+// Caddyfile adapter and Provision both use them.
+var rules = map[string]string{
+	"dev_mode":                    "DEV_MODE must be true or false",
+	"migrate_on_start":            "MIGRATE_ON_START must be true or false",
+	"database_connect_timeout":    "DATABASE_CONNECT_TIMEOUT must be a positive duration such as 30s",
+	"database_max_connections":    "DATABASE_MAX_CONNECTIONS must be a whole number from 1 to 1000",
+	"rate_limit_redis_timeout":    "RATE_LIMIT_REDIS_TIMEOUT must be a duration from 10ms to 10s, such as 200ms",
+	"rate_limit_memory_max_keys":  "RATE_LIMIT_MEMORY_MAX_KEYS must be a whole number from 1000 to 10000000",
+	"rate_limit_ipv6_prefix":      "RATE_LIMIT_IPV6_PREFIX must be a whole number of bits from 32 to 128, such as 64",
+	"access_token_expire_minutes": "ACCESS_TOKEN_EXPIRE_MINUTES must be a whole number from 5 to 60",
+	"retention_sweep_interval":    "RETENTION_SWEEP_INTERVAL must be a duration of 1s or more such as 10m, or 0 for off",
+}
+
+// outOfRange lists the typed settings that are set (non-zero) and out of
+// their range, by subdirective.
+func (a *App) outOfRange() []string {
+	var bad []string
+	check := func(name string, set, ok bool) {
+		if set && !ok {
+			bad = append(bad, name)
+		}
+	}
+	between := func(n, lo, hi int) bool { return n >= lo && n <= hi }
+	dconn := time.Duration(a.DatabaseConnectTimeout)
+	check("database_connect_timeout", dconn != 0, dconn > 0)
+	check("database_max_connections", a.DatabaseMaxConnections != 0, between(a.DatabaseMaxConnections, 1, 1000))
+	rt := time.Duration(a.RateLimitRedisTimeout)
+	check("rate_limit_redis_timeout", rt != 0, rt >= 10*time.Millisecond && rt <= 10*time.Second)
+	check("rate_limit_memory_max_keys", a.RateLimitMemoryMaxKeys != 0, between(a.RateLimitMemoryMaxKeys, 1000, 10_000_000))
+	check("rate_limit_ipv6_prefix", a.RateLimitIPv6Prefix != 0, between(a.RateLimitIPv6Prefix, 32, 128))
+	check("access_token_expire_minutes", a.AccessTokenExpireMinutes != 0, between(a.AccessTokenExpireMinutes, 5, 60))
+	if a.RetentionSweepInterval != nil {
+		d := time.Duration(*a.RetentionSweepInterval)
+		check("retention_sweep_interval", true, d == 0 || d >= time.Second)
+	}
+	return bad
+}
+
+// resolveOne checks one typed setting's range, for the Caddyfile adapter.
+func (a *App) resolveOne(name string) (bool, error) {
+	for _, bad := range a.outOfRange() {
+		if bad == name {
+			return false, errors.New(rules[name])
+		}
+	}
+	return true, nil
+}
+
 // resolve resolves the placeholders of the secrets and URLs, applies the
 // defaults and checks every rule; all problems are reported together, so an
 // operator fixes them in one deploy.
@@ -361,57 +410,36 @@ func (a *App) resolve() (Settings, error) {
 		errs []string
 	)
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	for _, name := range a.outOfRange() {
+		fail("%s", rules[name])
+	}
+	orDefault := func(n, def int) int {
+		if n == 0 {
+			return def
+		}
+		return n
+	}
+	orDefaultD := func(d caddy.Duration, def time.Duration) time.Duration {
+		if d == 0 {
+			return def
+		}
+		return time.Duration(d)
+	}
 
 	s.DevMode = a.Dev
 	s.SecretKey = []byte(secret(a.SecretKey))
 	s.SecretKeyPrevious = []byte(secret(a.SecretKeyPrevious))
-	s.Database = database.Config{URL: secret(a.DatabaseURL), SQLitePath: a.SQLitePath}
+	s.Database = database.Config{URL: secret(a.DatabaseURL), SQLitePath: a.SQLitePath, MaxOpenConns: a.DatabaseMaxConnections}
 	if s.Database.SQLitePath == "" {
 		s.Database.SQLitePath = "data/soul.db"
 	}
-	if n := a.DatabaseMaxConnections; n != 0 {
-		if n < 1 || n > 1000 {
-			fail("DATABASE_MAX_CONNECTIONS must be a whole number from 1 to 1000")
-		}
-		s.Database.MaxOpenConns = n
-	}
-	s.DatabaseConnectTimeout = 30 * time.Second
-	if d := time.Duration(a.DatabaseConnectTimeout); d != 0 {
-		if d < 0 {
-			fail("DATABASE_CONNECT_TIMEOUT must be a positive duration such as 30s")
-		}
-		s.DatabaseConnectTimeout = d
-	}
+	s.DatabaseConnectTimeout = orDefaultD(a.DatabaseConnectTimeout, 30*time.Second)
 	s.MigrateOnStart = a.MigrateOnStart == nil || *a.MigrateOnStart
 	s.RedisURL = secret(a.RedisURL)
-	s.RateLimitRedisTimeout = limiter.DefaultTimeout
-	if d := time.Duration(a.RateLimitRedisTimeout); d != 0 {
-		if d < 10*time.Millisecond || d > 10*time.Second {
-			fail("RATE_LIMIT_REDIS_TIMEOUT must be a duration from 10ms to 10s, such as 200ms")
-		}
-		s.RateLimitRedisTimeout = d
-	}
-	s.RateLimitMemoryMaxKeys = limiter.DefaultMaxLocalKeys
-	if n := a.RateLimitMemoryMaxKeys; n != 0 {
-		if n < 1000 || n > 10_000_000 {
-			fail("RATE_LIMIT_MEMORY_MAX_KEYS must be a whole number from 1000 to 10000000")
-		}
-		s.RateLimitMemoryMaxKeys = n
-	}
-	s.RateLimitIPv6Prefix = clientaddr.DefaultIPv6Prefix
-	if n := a.RateLimitIPv6Prefix; n != 0 {
-		if n < 32 || n > 128 {
-			fail("RATE_LIMIT_IPV6_PREFIX must be a whole number of bits from 32 to 128, such as 64")
-		}
-		s.RateLimitIPv6Prefix = n
-	}
-	s.AccessTokenTTL = 15 * time.Minute
-	if n := a.AccessTokenExpireMinutes; n != 0 {
-		if n < 5 || n > 60 {
-			fail("ACCESS_TOKEN_EXPIRE_MINUTES must be a whole number from 5 to 60")
-		}
-		s.AccessTokenTTL = time.Duration(n) * time.Minute
-	}
+	s.RateLimitRedisTimeout = orDefaultD(a.RateLimitRedisTimeout, limiter.DefaultTimeout)
+	s.RateLimitMemoryMaxKeys = orDefault(a.RateLimitMemoryMaxKeys, limiter.DefaultMaxLocalKeys)
+	s.RateLimitIPv6Prefix = orDefault(a.RateLimitIPv6Prefix, clientaddr.DefaultIPv6Prefix)
+	s.AccessTokenTTL = time.Duration(orDefault(a.AccessTokenExpireMinutes, 15)) * time.Minute
 
 	s.Sentry = errorreport.Config{
 		DSN:         secret(a.SentryDSN),
@@ -431,14 +459,7 @@ func (a *App) resolve() (Settings, error) {
 	}
 	s.RetentionSweepInterval = DefaultRetentionSweepInterval
 	if a.RetentionSweepInterval != nil {
-		switch d := time.Duration(*a.RetentionSweepInterval); {
-		case d == 0:
-			s.RetentionSweepInterval = 0
-		case d < time.Second:
-			fail("RETENTION_SWEEP_INTERVAL must be a duration of 1s or more such as 10m, or 0 for off")
-		default:
-			s.RetentionSweepInterval = d
-		}
+		s.RetentionSweepInterval = time.Duration(*a.RetentionSweepInterval)
 	}
 
 	if s.Database.URL != "" {

@@ -108,7 +108,7 @@ func relaxedCaddyfile(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const anchor = "twilio_timeout {$TWILIO_TIMEOUT:10s}"
+	const anchor = "refresh_token_expire_days {$REFRESH_TOKEN_EXPIRE_DAYS}"
 	if !strings.Contains(string(b), anchor) {
 		t.Fatalf("Caddyfile has no %q", anchor)
 	}

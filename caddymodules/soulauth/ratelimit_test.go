@@ -29,8 +29,8 @@ func shieldedCaddyfile(t testing.TB) string {
 	}
 	cfg := string(b)
 	for anchor, replacement := range map[string]string{
-		"@auth path /api/auth/*":               "@signin path /api/auth/*\n\t\tsoul_rate_limit @signin signin_ip {\n\t\t\tlimit 1000\n\t\t\twindow 1m\n\t\t\tkey ip\n\t\t}\n\n\t\t@auth path /api/auth/*",
-		"twilio_timeout {$TWILIO_TIMEOUT:10s}": "twilio_timeout {$TWILIO_TIMEOUT:10s}\n\t\t\t\tlimit otp_send 100 1m",
+		"@auth path /api/auth/*":                                 "@signin path /api/auth/*\n\t\tsoul_rate_limit @signin signin_ip {\n\t\t\tlimit 1000\n\t\t\twindow 1m\n\t\t\tkey ip\n\t\t}\n\n\t\t@auth path /api/auth/*",
+		"refresh_token_expire_days {$REFRESH_TOKEN_EXPIRE_DAYS}": "refresh_token_expire_days {$REFRESH_TOKEN_EXPIRE_DAYS}\n\t\t\t\tlimit otp_send 100 1m",
 	} {
 		if strings.Count(cfg, anchor) != 1 {
 			t.Fatalf("Caddyfile does not have %q exactly once", anchor)

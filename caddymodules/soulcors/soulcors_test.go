@@ -190,6 +190,7 @@ func TestWildcardInDevMode(t *testing.T) {
 const credentialsCaddyfile = `{
 	admin {$ADMIN_ADDRESS}
 	persist_config off
+	` + soultest.SoulOption + `
 }
 
 {$SITE_ADDRESS} {
@@ -273,7 +274,7 @@ func load(t *testing.T, cfg string, env map[string]string) error {
 }
 
 func site(directive string) string {
-	return "{\n\tadmin {$ADMIN_ADDRESS}\n\tpersist_config off\n}\n\n{$SITE_ADDRESS} {\n\t" + directive + "\n\trespond ok\n}\n"
+	return "{\n\tadmin {$ADMIN_ADDRESS}\n\tpersist_config off\n\t" + soultest.SoulOption + "\n}\n\n{$SITE_ADDRESS} {\n\t" + directive + "\n\trespond ok\n}\n"
 }
 
 func TestRefusedAtProvision(t *testing.T) {
@@ -283,7 +284,7 @@ func TestRefusedAtProvision(t *testing.T) {
 		want            string
 	}{
 		{"wildcard with credentials", "soul_cors {\n\t\torigins *\n\t\tallow_credentials\n\t}", nil, "allow_credentials"},
-		{"wildcard from CORS_ORIGINS with credentials", "soul_cors {\n\t\tallow_credentials\n\t}", map[string]string{"CORS_ORIGINS": "*"}, "allow_credentials"},
+		{"wildcard from CORS_ORIGINS with credentials", "soul_cors {\n\t\torigins {$CORS_ORIGINS}\n\t\tallow_credentials\n\t}", map[string]string{"CORS_ORIGINS": "*"}, "allow_credentials"},
 		{"origin with a path", "soul_cors {\n\t\torigins https://app.soulapp.app/home\n\t}", nil, "no path"},
 		{"subdomain wildcard", "soul_cors {\n\t\torigins https://*.soulapp.app\n\t}", nil, "wildcards"},
 		{"placeholder list", "soul_cors {\n\t\torigins {env.SOUL_TEST_ORIGINS}\n\t}", map[string]string{"SOUL_TEST_ORIGINS": "https://a.example, ftp//b"}, "no scheme"},
@@ -316,7 +317,7 @@ func TestWildcardRefusedInProduction(t *testing.T) {
 		t.Fatalf("load error = %v, want soul_cors refusing * outside DEV_MODE", err)
 	}
 	// The same environment with the list loads: the refusal is about `*`.
-	if err := load(t, site("soul_cors"), env); err != nil {
+	if err := load(t, site("soul_cors {\n\t\torigins {$CORS_ORIGINS}\n\t}"), env); err != nil {
 		t.Fatalf("production config with CORS_ORIGINS: %v", err)
 	}
 }

@@ -51,6 +51,7 @@ func TestRateLimitErrorIsAProblem(t *testing.T) {
 		Unchecked: "a Caddyfile with a route of its own, outside the API",
 		Caddyfile: `{
 	admin {$ADMIN_ADDRESS}
+	` + soultest.SoulOption + `
 }
 {$SITE_ADDRESS} {
 	handle /healthz {

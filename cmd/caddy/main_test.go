@@ -66,8 +66,11 @@ func TestStartRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	// production is a complete production environment but for the one
-	// variable a case leaves out (an empty value) or changes; its database
-	// is never reached, since the settings are checked first.
+	// variable a case leaves out (an empty value) or changes. The soul app
+	// checks its own settings before it connects, so its database is never
+	// reached for those; the settings of one handler (CORS origins, the code
+	// provider) are checked when that handler is set up, after the database
+	// answered: those cases (db) get a real one.
 	production := func(override ...string) []string {
 		env := map[string]string{
 			"DEV_MODE":                  "false",
@@ -102,32 +105,38 @@ func TestStartRefusals(t *testing.T) {
 		// alone: the line names no other variable (production rows,
 		// where everything else is right).
 		alone bool
+		// db: run with a database that answers.
+		db bool
 	}{
-		{"malformed DATABASE_URL", []string{"DEV_MODE=true", "DATABASE_URL=postgres://user@:5432"}, "Caddyfile", "DATABASE_URL has no host", false},
-		{"unparseable DATABASE_URL", []string{"DEV_MODE=true", "DATABASE_URL=postgres://soul:" + databasePassword + "@127.0.0.1:port/soul"}, "Caddyfile", "DATABASE_URL is not a valid URL", false},
-		{"DATABASE_URL of another scheme", []string{"DEV_MODE=true", "DATABASE_URL=mysql://soul:" + databasePassword + "@127.0.0.1/soul"}, "Caddyfile", `DATABASE_URL must start with postgres://, postgresql:// or postgresql+psycopg2:// (got scheme \"mysql\")`, false},
-		{"unreachable database", []string{"DEV_MODE=true", "DATABASE_URL=postgres://soul:" + databasePassword + "@127.0.0.1:1/soul?sslmode=disable", "DATABASE_CONNECT_TIMEOUT=1s"}, "Caddyfile", "unreachable", false},
-		{"unreachable database in production", production("DATABASE_CONNECT_TIMEOUT=1s"), "Caddyfile", "unreachable", true},
-		{"REDIS_URL of another scheme", []string{"DEV_MODE=true", "REDIS_URL=http://127.0.0.1:6379"}, "Caddyfile", "the Redis URL is malformed", false},
-		{"REDIS_URL without a host", []string{"DEV_MODE=true", "REDIS_URL=redis://"}, "Caddyfile", "REDIS_URL has no host", false},
-		{"unparseable REDIS_URL", []string{"DEV_MODE=true", "REDIS_URL=redis://:" + databasePassword + "@127.0.0.1:port"}, "Caddyfile", "the Redis URL is malformed", false},
-		{"production without REDIS_URL", production("REDIS_URL="), "Caddyfile", "REDIS_URL is required when DEV_MODE=false", true},
-		{"production without a Twilio auth token", production("TWILIO_AUTH_TOKEN="), "Caddyfile", "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_VERIFY_SERVICE_SID are required when DEV_MODE=false", true},
-		{"production without Twilio", production("TWILIO_ACCOUNT_SID=", "TWILIO_AUTH_TOKEN=", "TWILIO_VERIFY_SERVICE_SID="), "Caddyfile", "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_VERIFY_SERVICE_SID are required when DEV_MODE=false", true},
-		{"production with empty CORS_ORIGINS", production("CORS_ORIGINS="), "Caddyfile", "CORS_ORIGINS is required when DEV_MODE=false", true},
-		{"production with CORS_ORIGINS of commas", production("CORS_ORIGINS= , "), "Caddyfile", "CORS_ORIGINS is required when DEV_MODE=false", true},
-		{"unknown subdirective", []string{"DEV_MODE=true"}, unknownSub, `unrecognized subdirective \"secret_sauce\"`, false},
-		{"bad DATABASE_MAX_CONNECTIONS", []string{"DEV_MODE=true", "DATABASE_MAX_CONNECTIONS=0"}, "Caddyfile", "DATABASE_MAX_CONNECTIONS must be a whole number from 1 to 1000", false},
-		{"bad RATE_LIMIT_REDIS_TIMEOUT", []string{"DEV_MODE=true", "RATE_LIMIT_REDIS_TIMEOUT=5"}, "Caddyfile", "RATE_LIMIT_REDIS_TIMEOUT must be a duration from 10ms to 10s", false},
-		{"bad RETENTION_SWEEP_INTERVAL", []string{"DEV_MODE=true", "RETENTION_SWEEP_INTERVAL=soon"}, "Caddyfile", "RETENTION_SWEEP_INTERVAL must be a duration", false},
-		{"short SECRET_KEY in production", []string{"DEV_MODE=false", "SECRET_KEY=short", "DATABASE_URL=postgres://soul@127.0.0.1:1/soul", "REDIS_URL=redis://127.0.0.1:1", "CORS_ORIGINS=https://soulapp.app", "TWILIO_ACCOUNT_SID=AC1", "TWILIO_AUTH_TOKEN=x", "TWILIO_VERIFY_SERVICE_SID=VA1"}, "Caddyfile", "SECRET_KEY must be at least 32 characters", false},
-		{"production without anything", []string{"DEV_MODE=false"}, "Caddyfile", "DATABASE_URL is required", false},
-		{"wildcard CORS in production", []string{"DEV_MODE=false", "CORS_ORIGINS=*"}, "Caddyfile", "CORS_ORIGINS may not hold a wildcard", false},
-		{"bad DEV_MODE", []string{"DEV_MODE=perhaps"}, "Caddyfile", "DEV_MODE must be true or false", false},
+		{"malformed DATABASE_URL", []string{"DEV_MODE=true", "DATABASE_URL=postgres://user@:5432"}, "Caddyfile", "DATABASE_URL has no host", false, false},
+		{"unparseable DATABASE_URL", []string{"DEV_MODE=true", "DATABASE_URL=postgres://soul:" + databasePassword + "@127.0.0.1:port/soul"}, "Caddyfile", "DATABASE_URL is not a valid URL", false, false},
+		{"DATABASE_URL of another scheme", []string{"DEV_MODE=true", "DATABASE_URL=mysql://soul:" + databasePassword + "@127.0.0.1/soul"}, "Caddyfile", `DATABASE_URL must start with postgres://, postgresql:// or postgresql+psycopg2:// (got scheme \"mysql\")`, false, false},
+		{"unreachable database", []string{"DEV_MODE=true", "DATABASE_URL=postgres://soul:" + databasePassword + "@127.0.0.1:1/soul?sslmode=disable", "DATABASE_CONNECT_TIMEOUT=1s"}, "Caddyfile", "unreachable", false, false},
+		{"unreachable database in production", production("DATABASE_CONNECT_TIMEOUT=1s"), "Caddyfile", "unreachable", true, false},
+		{"REDIS_URL of another scheme", []string{"DEV_MODE=true", "REDIS_URL=http://127.0.0.1:6379"}, "Caddyfile", "the Redis URL is malformed", false, false},
+		{"REDIS_URL without a host", []string{"DEV_MODE=true", "REDIS_URL=redis://"}, "Caddyfile", "REDIS_URL has no host", false, false},
+		{"unparseable REDIS_URL", []string{"DEV_MODE=true", "REDIS_URL=redis://:" + databasePassword + "@127.0.0.1:port"}, "Caddyfile", "the Redis URL is malformed", false, false},
+		{"production without REDIS_URL", production("REDIS_URL="), "Caddyfile", "REDIS_URL is required when DEV_MODE=false", true, false},
+		{"production without a Twilio auth token", production("TWILIO_AUTH_TOKEN="), "Caddyfile", "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_VERIFY_SERVICE_SID are required when DEV_MODE=false", true, true},
+		{"production without Twilio", production("TWILIO_ACCOUNT_SID=", "TWILIO_AUTH_TOKEN=", "TWILIO_VERIFY_SERVICE_SID="), "Caddyfile", "TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_VERIFY_SERVICE_SID are required when DEV_MODE=false", true, true},
+		{"production with empty CORS_ORIGINS", production("CORS_ORIGINS="), "Caddyfile", "CORS_ORIGINS is required when DEV_MODE=false", true, true},
+		{"production with CORS_ORIGINS of commas", production("CORS_ORIGINS= , "), "Caddyfile", "CORS_ORIGINS is required when DEV_MODE=false", true, true},
+		{"unknown subdirective", []string{"DEV_MODE=true"}, unknownSub, `unrecognized subdirective \"secret_sauce\"`, false, false},
+		{"bad DATABASE_MAX_CONNECTIONS", []string{"DEV_MODE=true", "DATABASE_MAX_CONNECTIONS=0"}, "Caddyfile", "DATABASE_MAX_CONNECTIONS must be a whole number from 1 to 1000", false, false},
+		{"bad RATE_LIMIT_REDIS_TIMEOUT", []string{"DEV_MODE=true", "RATE_LIMIT_REDIS_TIMEOUT=5"}, "Caddyfile", "RATE_LIMIT_REDIS_TIMEOUT must be a duration from 10ms to 10s", false, false},
+		{"bad RETENTION_SWEEP_INTERVAL", []string{"DEV_MODE=true", "RETENTION_SWEEP_INTERVAL=soon"}, "Caddyfile", "RETENTION_SWEEP_INTERVAL must be a duration", false, false},
+		{"short SECRET_KEY in production", []string{"DEV_MODE=false", "SECRET_KEY=short", "DATABASE_URL=postgres://soul@127.0.0.1:1/soul", "REDIS_URL=redis://127.0.0.1:1", "CORS_ORIGINS=https://soulapp.app", "TWILIO_ACCOUNT_SID=AC1", "TWILIO_AUTH_TOKEN=x", "TWILIO_VERIFY_SERVICE_SID=VA1"}, "Caddyfile", "SECRET_KEY must be at least 32 characters", false, false},
+		{"production without anything", []string{"DEV_MODE=false"}, "Caddyfile", "DATABASE_URL is required", false, false},
+		{"wildcard CORS in production", production("CORS_ORIGINS=*"), "Caddyfile", "the origin * is allowed only when DEV_MODE=true", false, true},
+		{"bad DEV_MODE", []string{"DEV_MODE=perhaps"}, "Caddyfile", "DEV_MODE must be true or false", false, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			env := baseEnv(t, append(tc.env, "PORT="+strconv.Itoa(soultest.FreePort(t)))...)
+			extra := append(tc.env, "PORT="+strconv.Itoa(soultest.FreePort(t)))
+			if tc.db {
+				extra = append(extra, "DATABASE_URL="+testservices.NewDatabase(t))
+			}
+			env := baseEnv(t, extra...)
 			_, stderr, err := run(t, env, "run", "--config", tc.config, "--adapter", "caddyfile")
 			if err == nil {
 				t.Fatalf("started; stderr:\n%s", stderr)
