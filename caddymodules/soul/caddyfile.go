@@ -153,10 +153,8 @@ func (a *App) set(name, v string) error {
 		a.RetentionSweepInterval = &cd
 	}
 	// The ranges: the same checks as Provision's.
-	if _, err := a.resolveOne(name); err != nil {
-		return err
-	}
-	return nil
+	_, err := a.resolveOne(name)
+	return err
 }
 
 // Interface guard

@@ -57,8 +57,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.TestNumbers = v
 		case "test_numbers_valid_until":
 			v, err := optionalArg(d)
-			if err != nil || v == "" {
+			if err != nil {
 				return err
+			}
+			if v == "" {
+				continue
 			}
 			t, err := time.Parse(time.RFC3339, v)
 			if err != nil {
@@ -67,8 +70,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.TestNumbersValidUntil = &t
 		case "refresh_token_expire_days":
 			v, err := optionalArg(d)
-			if err != nil || v == "" {
+			if err != nil {
 				return err
+			}
+			if v == "" {
+				continue
 			}
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 365 {
