@@ -24,7 +24,7 @@ func init() {
 //		key    user|ip
 //	}
 //
-// The policy name defaults to "default"; unset fields take DESIGN.md's
+// The policy name defaults to "default"; unset fields take the
 // default policy (100 per 1m, keyed by user).
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume directive name

@@ -1,5 +1,5 @@
 // Package soulratelimit is the `soul_rate_limit` handler: one named
-// rate-limit policy (DESIGN.md "Rate-limit policies") enforced exactly
+// rate-limit policy (its settings in the README's configuration) enforced exactly
 // across replicas through the shared limiter (Redis, one round trip per
 // request; per-instance memory while Redis is down), with the rate-limit
 // header fields on every answer it passes and a problem+json 429 with
@@ -48,7 +48,8 @@ const (
 // reload when Redis is away.
 const probeTimeout = time.Second
 
-// The "default" policy of DESIGN.md, used for unset fields.
+// The "default" policy (100 requests a minute per user), used for unset
+// fields.
 const (
 	DefaultPolicy = "default"
 	DefaultLimit  = 100
