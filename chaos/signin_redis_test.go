@@ -23,7 +23,6 @@ import (
 	"github.com/soulapp/soul/caddymodules/soulauth"
 	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/limiter"
-	"github.com/soulapp/soul/internal/limiterpool"
 	"github.com/soulapp/soul/internal/phone"
 	"github.com/soulapp/soul/internal/soultest"
 	"github.com/soulapp/soul/internal/testservices"
@@ -933,13 +932,13 @@ func newPhone() (string, error) {
 }
 
 // limiterKeys computes the storage keys the binary's limiter gives an
-// account's entries: a Limiter with the hash key internal/limiterpool
-// derives from SECRET_KEY, used only for StorageKey.
+// account's entries: a Limiter with the hash key the soul app derives
+// from SECRET_KEY (auth.LabelRateLimitKeys), used only for StorageKey.
 type limiterKeys struct{ l *limiter.Limiter }
 
 func newLimiterKeys(t *testing.T, secret string) *limiterKeys {
 	t.Helper()
-	hashKey, err := auth.DeriveKey([]byte(secret), limiterpool.LabelHashKey)
+	hashKey, err := auth.DeriveKey([]byte(secret), auth.LabelRateLimitKeys)
 	if err != nil {
 		t.Fatal(err)
 	}
