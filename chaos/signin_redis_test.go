@@ -950,14 +950,19 @@ func newLimiterKeys(t *testing.T, secret string) *limiterKeys {
 	return &limiterKeys{l: l}
 }
 
-// of returns the keys of acc's entries by rule: its phone's under the
-// sign-in rules keyed on a phone, its user's under the Caddyfile's default
-// and export policies.
+// of returns the keys of acc's entries by rule: its phone's and its
+// user's under the sign-in rules keyed on either, its user's under the
+// Caddyfile's default and export policies.
 func (k *limiterKeys) of(acc account) map[string]string {
 	limits := auth.DefaultLimits()
 	keys := map[string]string{}
-	for _, r := range []limiter.Rule{limits.SendPerPhone, limits.SendPerDay, limits.AttemptsPerCode} {
-		keys[r.Name] = k.l.StorageKey(r.Name, acc.phone)
+	for _, r := range limits.Rules() {
+		switch r.Subject {
+		case auth.SubjectPhone:
+			keys[r.Name] = k.l.StorageKey(r.Name, acc.phone)
+		case auth.SubjectUser:
+			keys[r.Name] = k.l.StorageKey(r.Name, auth.UserSubject(acc.userID))
+		}
 	}
 	for _, policy := range []string{"default", "export"} {
 		keys[policy] = k.l.StorageKey(policy, auth.UserSubject(acc.userID))

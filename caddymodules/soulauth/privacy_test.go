@@ -166,11 +166,17 @@ func TestDeleteMeLeavesNothing(t *testing.T) {
 	// Keys of this account's entries, named by the limiter's own function.
 	names := soultest.LimiterKeys(t, secret)
 	entries := []string{
-		names.StorageKey("otp_send", phone),
-		names.StorageKey("otp_send_day", phone),
-		names.StorageKey("otp_attempts", phone),
 		names.StorageKey(soulratelimitDefault, auth.UserSubject(id)),
 		names.StorageKey("export", auth.UserSubject(id)),
+	}
+	limits := auth.DefaultLimits()
+	for _, r := range limits.Rules() {
+		switch r.Subject {
+		case auth.SubjectPhone:
+			entries = append(entries, names.StorageKey(r.Name, phone))
+		case auth.SubjectUser:
+			entries = append(entries, names.StorageKey(r.Name, auth.UserSubject(id)))
+		}
 	}
 	dump := redisDump(t, rdb)
 	for _, k := range entries {

@@ -81,13 +81,15 @@ type Limit struct {
 func (h *Handler) limits() (auth.Limits, error) {
 	l := auth.DefaultLimits()
 	rules := map[string]*limiter.Rule{}
-	for _, r := range []*limiter.Rule{&l.RequestPerIP, &l.SendPerPhone, &l.SendPerDay, &l.VerifyPerIP, &l.AttemptsPerCode, &l.RefreshPerIP} {
-		rules[r.Name] = r
+	var names []string
+	for _, r := range l.Rules() {
+		rules[r.Name] = r.Rule
+		names = append(names, r.Name)
 	}
 	for name, o := range h.Limits {
 		r, ok := rules[name]
 		if !ok {
-			return l, fmt.Errorf("soul_auth: unknown limit %q", name)
+			return l, fmt.Errorf("soul_auth: unknown limit %q; the limits are %s", name, strings.Join(names, ", "))
 		}
 		if o.Count < 1 || o.Window <= 0 {
 			return l, fmt.Errorf("soul_auth: limit %s: want a count of 1 or more and a positive window", name)

@@ -8,6 +8,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,17 +25,22 @@ import (
 // current pair, for a phone retrying a refresh whose answer it lost.
 const RefreshGrace = 10 * time.Second
 
-// Limits are the sign-in rate limits.
+// Limits are the sign-in rate limits, one field per rule. Each field's
+// subject tag says what the rule's checks are keyed on (see Subject):
+// Rules reads them, and NewService and DeleteUser act on what Rules says,
+// so a rule added here is registered and forgotten with the account
+// without being listed anywhere else.
 type Limits struct {
-	RequestPerIP    limiter.Rule // codes asked for, per client IP
-	SendPerPhone    limiter.Rule // cooldown between two sends to one phone
-	SendPerDay      limiter.Rule // sends to one phone per day
-	VerifyPerIP     limiter.Rule // codes tried, per client IP
-	AttemptsPerCode limiter.Rule // tries per phone before its code is burned
-	RefreshPerIP    limiter.Rule // refreshes per client IP
+	RequestPerIP    limiter.Rule `subject:"ip"`    // codes asked for, per client IP
+	SendPerPhone    limiter.Rule `subject:"phone"` // cooldown between two sends to one phone
+	SendPerDay      limiter.Rule `subject:"phone"` // sends to one phone per day
+	VerifyPerIP     limiter.Rule `subject:"ip"`    // codes tried, per client IP
+	AttemptsPerCode limiter.Rule `subject:"phone"` // tries per phone before its code is burned
+	RefreshPerIP    limiter.Rule `subject:"ip"`    // refreshes per client IP
 }
 
-// DefaultLimits are the policies of DESIGN.md.
+// DefaultLimits are the sign-in limits a server applies where its
+// configuration does not override them (soul_auth's limit).
 func DefaultLimits() Limits {
 	return Limits{
 		RequestPerIP:    limiter.Rule{Name: "otp_request", Limit: 5, Window: 5 * time.Minute},
@@ -45,9 +52,74 @@ func DefaultLimits() Limits {
 	}
 }
 
-// phoneRules are the rules keyed on a phone number, for Forget.
-func (l Limits) phoneRules() []limiter.Rule {
-	return []limiter.Rule{l.SendPerPhone, l.SendPerDay, l.AttemptsPerCode}
+// Subject is what a rule's checks are keyed on.
+type Subject string
+
+// The subjects of the sign-in rules.
+const (
+	// SubjectIP is the client's address (an IPv6 one by its network). It
+	// is not the account's: DeleteUser leaves these entries to expire.
+	SubjectIP Subject = "ip"
+	// SubjectPhone is the E.164 number a code goes to.
+	SubjectPhone Subject = "phone"
+	// SubjectUser is a signed-in user, named by UserSubject as in
+	// soul_rate_limit's per-user policies.
+	SubjectUser Subject = "user"
+)
+
+// accountKey is, for each subject, the limiter key an account's entries
+// have under the rules keyed on it, which DeleteUser forgets; nil for a
+// subject that is not the account's. A subject missing here is refused by
+// Rules.
+var accountKey = map[Subject]func(User) string{
+	SubjectIP:    nil,
+	SubjectPhone: func(u User) string { return u.Phone },
+	SubjectUser:  func(u User) string { return UserSubject(u.ID.String()) },
+}
+
+// KeyedRule is one rule of Limits and what its checks are keyed on.
+type KeyedRule struct {
+	*limiter.Rule
+	Subject Subject
+}
+
+// Rules returns every rule of l, in the order of the fields, with its
+// subject; through the pointers a caller may change l's rules. It panics
+// on a field without a known subject tag, which the package's tests make
+// sure never ships.
+func (l *Limits) Rules() []KeyedRule {
+	v := reflect.ValueOf(l).Elem()
+	rules := make([]KeyedRule, 0, v.NumField())
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		r, ok := v.Field(i).Addr().Interface().(*limiter.Rule)
+		subject := Subject(f.Tag.Get("subject"))
+		if _, known := accountKey[subject]; !ok || !known {
+			panic(fmt.Sprintf("auth: Limits.%s: want a limiter.Rule with a subject tag of %v", f.Name, subjectNames()))
+		}
+		rules = append(rules, KeyedRule{Rule: r, Subject: subject})
+	}
+	return rules
+}
+
+// keyedOn returns the rules of l keyed on subject.
+func (l Limits) keyedOn(subject Subject) []limiter.Rule {
+	var out []limiter.Rule
+	for _, r := range l.Rules() {
+		if r.Subject == subject {
+			out = append(out, *r.Rule)
+		}
+	}
+	return out
+}
+
+func subjectNames() []string {
+	names := make([]string, 0, len(accountKey))
+	for s := range accountKey {
+		names = append(names, string(s))
+	}
+	slices.Sort(names)
+	return names
 }
 
 // UserSubject is the limiter key of a signed-in user in the per-user
@@ -105,8 +177,13 @@ func NewService(cfg Config) (*Service, error) {
 		cfg.Limits = DefaultLimits()
 	}
 	// Known to Forget from the start, not only once a code has been sent.
-	if err := cfg.Limiter.Register(cfg.Limits.phoneRules()...); err != nil {
-		return nil, err
+	for subject, keyOf := range accountKey {
+		if keyOf == nil {
+			continue
+		}
+		if err := cfg.Limiter.Register(cfg.Limits.keyedOn(subject)...); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.RefreshTTL <= 0 {
 		cfg.RefreshTTL = 30 * 24 * time.Hour
@@ -454,11 +531,13 @@ func (s *Service) User(ctx context.Context, id uuid.UUID) (User, error) {
 
 // DeleteUser deletes the account with all it owns: moods, sessions and
 // idempotency records go by cascade, the phone's pending code here, and the
-// rate-limit entries of its phone and id last, under every rule the limiter
-// knows (checked since start, or registered by the handlers that apply
-// them). It reports ErrNotFound when
-// there is no such account, and ErrLimitsKept when the account is deleted
-// but the limiter could not forget everything.
+// rate-limit entries of its phone and its user last. Those are forgotten
+// under the sign-in rules keyed on either (see Limits and accountKey) and
+// under every other rule the limiter knows, checked since start or
+// registered by the handlers that apply them (soul_rate_limit's per-user
+// policies, keyed by UserSubject). It reports ErrNotFound when there is no
+// such account, and ErrLimitsKept when the account is deleted but the
+// limiter could not forget everything.
 func (s *Service) DeleteUser(ctx context.Context, id uuid.UUID) error {
 	var u User
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -477,11 +556,13 @@ func (s *Service) DeleteUser(ctx context.Context, id uuid.UUID) error {
 	if err != nil {
 		return err
 	}
-	if err := errors.Join(
-		s.limiter.Forget(ctx, u.Phone, s.limits.phoneRules()...),
-		s.limiter.Forget(ctx, id.String()),
-		s.limiter.Forget(ctx, UserSubject(id.String())),
-	); err != nil {
+	var errs []error
+	for subject, keyOf := range accountKey {
+		if keyOf != nil {
+			errs = append(errs, s.limiter.Forget(ctx, keyOf(u), s.limits.keyedOn(subject)...))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrLimitsKept, err)
 	}
 	return nil

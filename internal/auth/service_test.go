@@ -73,6 +73,17 @@ func newService(t testing.TB, db *bun.DB, c *clock) *auth.Service {
 // newServiceWith is newService with the given limits.
 func newServiceWith(t testing.TB, db *bun.DB, c *clock, limits auth.Limits) *auth.Service {
 	t.Helper()
+	lim, err := limiter.New(limiter.Options{HashKey: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lim.Close() })
+	return newServiceOn(t, db, c, limits, lim)
+}
+
+// newServiceOn is newServiceWith on the given limiter.
+func newServiceOn(t testing.TB, db *bun.DB, c *clock, limits auth.Limits, lim *limiter.Limiter) *auth.Service {
+	t.Helper()
 	iss, err := token.NewIssuer(token.Options{Key: testSecret, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -82,11 +93,6 @@ func newServiceWith(t testing.TB, db *bun.DB, c *clock, limits auth.Limits) *aut
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim, err := limiter.New(limiter.Options{HashKey: testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lim.Close() })
 	seal, _ := auth.DeriveKey(testSecret, auth.LabelRefreshSeal)
 	svc, err := auth.NewService(auth.Config{
 		DB: db, Issuer: iss, Provider: p, Limiter: lim, Limits: limits,

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,11 @@ type Optional[T any] struct {
 	Value T
 }
 
+// optional is what every Optional is, whatever its T.
+type optional interface{ present() bool }
+
+func (o Optional[T]) present() bool { return o.Set }
+
 // UnmarshalJSON is called only for members present in the object, null
 // included.
 func (o *Optional[T]) UnmarshalJSON(b []byte) error {
@@ -33,13 +39,22 @@ func (o *Optional[T]) UnmarshalJSON(b []byte) error {
 }
 
 // New is a validated mood to create.
+//
+// Every exported field is part of what Hash identifies, through its JSON
+// encoding: a field added here is covered without being listed anywhere
+// else. The encoding is what idempotency_keys.request_hash stores, so
+// renaming a member, reordering the fields or adding one changes the hash
+// of requests already recorded; a client retrying across the deploy within
+// IdempotencyTTL would then be answered 422 idempotency_key_reused
+// instead of its mood. A new field tagged omitempty keeps the hash of
+// every request that leaves it out.
 type New struct {
-	Score int
-	Label *string
-	Note  *string
-	Tags  []string
+	Score int      `json:"score"`
+	Label *string  `json:"label"`
+	Note  *string  `json:"note"`
+	Tags  []string `json:"tags"`
 	// RecordedAt is nil when the client left it to the server's clock.
-	RecordedAt *time.Time
+	RecordedAt *time.Time `json:"recorded_at"`
 }
 
 // Patch is a validated partial update: only the Set members change.
@@ -51,9 +66,17 @@ type Patch struct {
 	RecordedAt Optional[time.Time]
 }
 
-// Empty reports whether the patch changes nothing.
+// Empty reports whether the patch changes nothing: no member is Set. It
+// looks at every field, so a member added to Patch is seen without being
+// listed here; each must be an Optional.
 func (p Patch) Empty() bool {
-	return !p.Score.Set && !p.Label.Set && !p.Note.Set && !p.Tags.Set && !p.RecordedAt.Set
+	v := reflect.ValueOf(p)
+	for i := range v.NumField() {
+		if v.Field(i).Interface().(optional).present() {
+			return false
+		}
+	}
+	return true
 }
 
 type newBody struct {
@@ -162,21 +185,25 @@ func NormalizeTags(tags []string) []string {
 }
 
 // Hash identifies what a create asked for, so a retry with the same
-// Idempotency-Key can be told from a different request under that key.
-// recorded_at left to the server counts as absent, not as the time it got.
+// Idempotency-Key can be told from a different request under that key. It
+// is the SHA-256 of the JSON encoding of the whole value (see New), after
+// the normalisation Create applies: no tags hash as [], recorded_at in UTC
+// to the microsecond. recorded_at left to the server counts as absent, not
+// as the time it got.
 func (n New) Hash() []byte {
-	var recorded *string
-	if n.RecordedAt != nil {
-		s := n.RecordedAt.Format(time.RFC3339Nano)
-		recorded = &s
+	if n.Tags == nil {
+		n.Tags = []string{}
 	}
-	b, _ := json.Marshal(struct {
-		Score      int      `json:"score"`
-		Label      *string  `json:"label"`
-		Note       *string  `json:"note"`
-		Tags       []string `json:"tags"`
-		RecordedAt *string  `json:"recorded_at"`
-	}{n.Score, n.Label, n.Note, n.Tags, recorded})
+	if n.RecordedAt != nil {
+		t := dbTime(*n.RecordedAt)
+		n.RecordedAt = &t
+	}
+	b, err := json.Marshal(n)
+	if err != nil {
+		// Only a recorded_at outside years 0 to 9999 fails to encode, and
+		// DecodeNew keeps it between 1970 and the near future.
+		panic(fmt.Sprintf("mood: hashing a new mood: %v", err))
+	}
 	sum := sha256.Sum256(b)
 	return sum[:]
 }
