@@ -94,15 +94,7 @@ func (c *Checker) Check(req *http.Request, reqBody []byte, resp *http.Response, 
 	}
 
 	// A request the document calls invalid must be refused.
-	rin := &openapi3filter.RequestValidationInput{
-		Request:    cloneWithBody(req, reqBody),
-		PathParams: params,
-		Route:      route,
-		Options: &openapi3filter.Options{
-			AuthenticationFunc:  bearerPresent,
-			SkipSettingDefaults: true,
-		},
-	}
+	rin := requestInput(req, reqBody, route, params)
 	if reqErr := openapi3filter.ValidateRequest(context.Background(), rin); reqErr != nil && resp.StatusCode < 400 {
 		return fmt.Errorf("contract: %s answered %d to a request the document calls invalid: %v", name, resp.StatusCode, reqErr)
 	}
@@ -123,6 +115,36 @@ func (c *Checker) Check(req *http.Request, reqBody []byte, resp *http.Response, 
 		return fmt.Errorf("contract: %s answered %d against the document: %v (body %.300s)", name, resp.StatusCode, err, respBody)
 	}
 	return nil
+}
+
+// ValidateRequest reports why the document calls a request invalid, or nil
+// when it accepts it: the check Check makes of every request, for tests
+// that hold the document to the server's own refusals. body is the body as
+// sent (req.Body is not read). A request for a route the document does not
+// list is an error too.
+func (c *Checker) ValidateRequest(req *http.Request, body []byte) error {
+	route, params, err := c.router.FindRoute(req)
+	if err == nil && !matchTemplate(route.Path, req.URL.Path) {
+		err = routers.ErrPathNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("contract: routing %s %s: %w", req.Method, req.URL.Path, err)
+	}
+	return openapi3filter.ValidateRequest(context.Background(), requestInput(req, body, route, params))
+}
+
+// requestInput is what kin validates a request with: authentication stands
+// in by bearerPresent, and no defaults are filled in.
+func requestInput(req *http.Request, body []byte, route *routers.Route, params map[string]string) *openapi3filter.RequestValidationInput {
+	return &openapi3filter.RequestValidationInput{
+		Request:    cloneWithBody(req, body),
+		PathParams: params,
+		Route:      route,
+		Options: &openapi3filter.Options{
+			AuthenticationFunc:  bearerPresent,
+			SkipSettingDefaults: true,
+		},
+	}
 }
 
 // isPreflight tells a CORS preflight: the browser's own OPTIONS request,
