@@ -45,6 +45,10 @@ const (
 var requiredModules = map[string]string{
 	"soul":                      rootModule,
 	"http.handlers.soul_shield": rootModule,
+	// The code providers soul_auth loads: the Caddyfile's, and the local
+	// one it falls back to in DEV_MODE.
+	"soul.otp_providers.twilio_verify": rootModule,
+	"soul.otp_providers.local":         rootModule,
 }
 
 // repo is the repository as the tests see it.
