@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/soulapp/soul/internal/auth"
+	"github.com/soulapp/soul/internal/httpapi"
 	"github.com/soulapp/soul/internal/mood"
 )
 
@@ -56,8 +57,7 @@ func (h *Handler) export(w http.ResponseWriter, r *http.Request) error {
 	begin := func() error {
 		started = true
 		hdr := w.Header()
-		hdr.Set("Content-Type", "application/json")
-		hdr.Set("Cache-Control", "no-store")
+		httpapi.SetJSONHeaders(hdr)
 		hdr.Set("Content-Disposition", `attachment; filename="soul-export-`+now.Format(time.DateOnly)+`.json"`)
 		w.WriteHeader(http.StatusOK)
 		out = bufio.NewWriterSize(w, 32<<10)

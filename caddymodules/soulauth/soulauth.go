@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/authbody"
 	"github.com/soulapp/soul/internal/database"
+	"github.com/soulapp/soul/internal/httpapi"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/otp"
@@ -229,27 +229,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		case http.MethodDelete:
 			return h.deleteMe(w, r)
 		}
-		return methodNotAllowed(http.MethodGet, http.MethodDelete)
+		return httpapi.MethodNotAllowed(http.MethodGet, http.MethodDelete)
 	case PathExport:
 		if r.Method != http.MethodGet {
-			return methodNotAllowed(http.MethodGet)
+			return httpapi.MethodNotAllowed(http.MethodGet)
 		}
 		return h.export(w, r)
 	}
-	return caddyhttp.Error(http.StatusNotFound, problem.From(nil, http.StatusNotFound))
+	return httpapi.NotFound()
 }
 
 func onlyPost(w http.ResponseWriter, r *http.Request, next func(http.ResponseWriter, *http.Request) error) error {
 	if r.Method != http.MethodPost {
-		return methodNotAllowed(http.MethodPost)
+		return httpapi.MethodNotAllowed(http.MethodPost)
 	}
 	return next(w, r)
-}
-
-func methodNotAllowed(allow ...string) error {
-	e := problem.From(nil, http.StatusMethodNotAllowed)
-	e.Allow = allow
-	return caddyhttp.Error(http.StatusMethodNotAllowed, e)
 }
 
 // OTPSent answers a code request.
@@ -275,12 +269,12 @@ func (h *Handler) otpRequest(w http.ResponseWriter, r *http.Request) error {
 	}
 	e164, err := h.service.NormalizePhone(req.Phone)
 	if err != nil {
-		metrics.OTPSends.WithLabelValues(result(err)).Inc()
+		metrics.OTPSends.WithLabelValues(auth.Result(err)).Inc()
 		return h.fail(err)
 	}
 	checks := new(auth.LimitChecks)
 	sent, err := h.service.RequestCode(auth.WithLimitChecks(r.Context(), checks), h.client(r), e164)
-	metrics.OTPSends.WithLabelValues(result(err)).Inc()
+	metrics.OTPSends.WithLabelValues(auth.Result(err)).Inc()
 	if err != nil {
 		return h.failChecked(err, checks)
 	}
@@ -289,7 +283,7 @@ func (h *Handler) otpRequest(w http.ResponseWriter, r *http.Request) error {
 		h.logger.Info("sign-in code sent", zap.String("phone", phone.Mask(e164)),
 			zap.String("provider", h.service.Provider().Name()))
 	}
-	return writeJSON(w, http.StatusOK, OTPSent{
+	return httpapi.WriteJSON(w, http.StatusOK, OTPSent{
 		Status:      "ok",
 		ExpiresIn:   int(sent.ExpiresIn / time.Second),
 		PreviewCode: sent.Preview,
@@ -307,10 +301,10 @@ func (h *Handler) verifyOTP(w http.ResponseWriter, r *http.Request) error {
 	}
 	checks := new(auth.LimitChecks)
 	g, err := h.service.VerifyCode(auth.WithLimitChecks(r.Context(), checks), h.client(r), e164, req.Code)
-	metrics.OTPChecks.WithLabelValues(result(err)).Inc()
+	metrics.OTPChecks.WithLabelValues(auth.Result(err)).Inc()
 	if err != nil {
 		if h.logger.Core().Enabled(zap.InfoLevel) {
-			h.logger.Info("sign-in refused", zap.String("phone", phone.Mask(e164)), zap.String("reason", reason(err)))
+			h.logger.Info("sign-in refused", zap.String("phone", phone.Mask(e164)), zap.String("reason", auth.Reason(err)))
 		}
 		return h.failChecked(err, checks)
 	}
@@ -329,7 +323,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	}
 	checks := new(auth.LimitChecks)
 	g, err := h.service.Refresh(auth.WithLimitChecks(r.Context(), checks), h.client(r), req.RefreshToken)
-	metrics.Refreshes.WithLabelValues(result(err)).Inc()
+	metrics.Refreshes.WithLabelValues(auth.Result(err)).Inc()
 	if err != nil {
 		if errors.Is(err, auth.ErrRefreshReused) {
 			h.logger.Warn("refresh token reused: session revoked")
@@ -366,7 +360,7 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return h.fail(err)
 	}
-	return writeJSON(w, http.StatusOK, u)
+	return httpapi.WriteJSON(w, http.StatusOK, u)
 }
 
 func (h *Handler) deleteMe(w http.ResponseWriter, r *http.Request) error {
@@ -394,39 +388,25 @@ func (h *Handler) fail(err error) error {
 
 // failChecked is fail for the outcome of a Service call that made the limit
 // checks in checks. A refusal reports the policy that refused (setRetry);
-// any other answer reports the tightest check, as a success would.
+// any other answer reports the tightest check, as a success would. The
+// Service's own errors are answered as auth.Outcomes says.
 func (h *Handler) failChecked(err error, checks *auth.LimitChecks) error {
 	var pe *problem.Error
 	if errors.As(err, &pe) {
-		return caddyhttp.Error(pe.Status, pe)
+		return httpapi.Problem(pe)
 	}
 	var e *problem.Error
-	switch {
-	case errors.Is(err, auth.ErrInvalidPhone):
-		e = problem.New(http.StatusUnprocessableEntity, "invalid_phone",
-			"The phone number is not valid; give it with its country code, such as +44 7400 123456.")
-	case errors.Is(err, auth.ErrTooManyAttempts):
-		e = problem.New(http.StatusTooManyRequests, "too_many_attempts", "Too many tries for this code; request a new one.")
-	case errors.Is(err, auth.ErrRateLimited):
-		e = problem.New(http.StatusTooManyRequests, "rate_limited", "Too many requests; retry later.")
-	case errors.Is(err, auth.ErrInvalidCode):
-		e = problem.New(http.StatusUnauthorized, "invalid_code", "The code is not right.")
-	case errors.Is(err, auth.ErrCodeExpired):
-		e = problem.New(http.StatusUnauthorized, "code_expired", "The code has expired or was already used; request a new one.")
-	case errors.Is(err, auth.ErrInvalidRefreshToken):
-		e = problem.New(http.StatusUnauthorized, "invalid_refresh_token", "The refresh token is invalid, expired or revoked; sign in again.")
-	case errors.Is(err, auth.ErrProviderUnavailable):
-		h.logger.Error("SMS provider unavailable", zap.Error(err))
-		e = problem.New(http.StatusBadGateway, "sms_provider_unavailable", "The SMS provider is unavailable; retry later.")
-	case errors.Is(err, auth.ErrNotFound):
-		e = problem.From(nil, http.StatusNotFound)
-	case database.Unavailable(err):
+	if o, ok := auth.OutcomeOf(err); ok {
+		if errors.Is(err, auth.ErrProviderUnavailable) {
+			h.logger.Error("SMS provider unavailable", zap.Error(err))
+		}
+		e = o.Problem()
+	} else if database.Unavailable(err) {
 		// Down, restarting or out of connections: the client retries, as
 		// the moods routes tell it to.
 		h.logger.Error("sign-in: database unavailable", zap.Error(err))
-		e = problem.New(http.StatusServiceUnavailable, "service_unavailable", "The service is temporarily unavailable; retry later.")
-		e.RetryAfter = 5 * time.Second
-	default:
+		e = httpapi.UnavailableProblem()
+	} else {
 		h.logger.Error("sign-in failed", zap.Error(err))
 		e = problem.From(nil, http.StatusInternalServerError)
 	}
@@ -438,7 +418,7 @@ func (h *Handler) failChecked(err error, checks *auth.LimitChecks) error {
 		// front, as setLimitFields does on a success.
 		e.Header = ratelimitheaders.Header(d.Rule.Name, d, time.Now())
 	}
-	return caddyhttp.Error(e.Status, e)
+	return httpapi.Problem(e)
 }
 
 // setLimitFields writes the rate-limit fields of the check closest to
@@ -469,47 +449,14 @@ func setRetry(e *problem.Error, re *auth.RetryError) {
 	}
 }
 
-// reason names an outcome for logs.
-func reason(err error) string {
-	for _, c := range []struct {
-		err  error
-		name string
-	}{
-		{auth.ErrInvalidCode, "invalid_code"},
-		{auth.ErrCodeExpired, "code_expired"},
-		{auth.ErrTooManyAttempts, "too_many_attempts"},
-		{auth.ErrRateLimited, "rate_limited"},
-		{auth.ErrProviderUnavailable, "sms_provider_unavailable"},
-		{auth.ErrInvalidPhone, "invalid_phone"},
-	} {
-		if errors.Is(err, c.err) {
-			return c.name
-		}
-	}
-	return "error"
-}
-
 func writeGrant(w http.ResponseWriter, g auth.Grant) error {
-	return writeJSON(w, http.StatusOK, TokenPair{
+	return httpapi.WriteJSON(w, http.StatusOK, TokenPair{
 		AccessToken:  g.AccessToken,
 		RefreshToken: g.RefreshToken,
 		TokenType:    "bearer",
 		ExpiresIn:    int(g.ExpiresIn / time.Second),
 		User:         g.User,
 	})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-	return nil
 }
 
 // client names the client for the per-IP sign-in limits: its address, an

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/soulapp/soul/caddymodules/soul"
+	"github.com/soulapp/soul/internal/httpapi"
 	"github.com/soulapp/soul/internal/problem"
 )
 
@@ -204,7 +205,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			if h.logger.Core().Enabled(zap.DebugLevel) {
 				h.logger.Debug("CORS preflight from an origin not allowed", zap.String("origin", origin))
 			}
-			return caddyhttp.Error(http.StatusForbidden, problem.New(http.StatusForbidden,
+			return httpapi.Problem(problem.New(http.StatusForbidden,
 				"cors_origin_not_allowed", "This origin may not call the API from a browser."))
 		}
 		h.setAllowOrigin(hdr, origin)

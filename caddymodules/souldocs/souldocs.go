@@ -14,7 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/soulapp/soul/api"
-	"github.com/soulapp/soul/internal/problem"
+	"github.com/soulapp/soul/internal/httpapi"
 )
 
 func init() {
@@ -83,12 +83,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	f, ok := files[r.URL.Path]
 	if !ok {
-		return caddyhttp.Error(http.StatusNotFound, problem.From(nil, http.StatusNotFound))
+		return httpapi.NotFound()
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		e := problem.From(nil, http.StatusMethodNotAllowed)
-		e.Allow = []string{http.MethodGet, http.MethodHead}
-		return caddyhttp.Error(http.StatusMethodNotAllowed, e)
+		return httpapi.MethodNotAllowed(http.MethodGet, http.MethodHead)
 	}
 	h := w.Header()
 	h.Set("Content-Type", f.contentType)

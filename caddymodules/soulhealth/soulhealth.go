@@ -4,7 +4,6 @@ package soulhealth
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strconv"
 	"sync"
@@ -18,8 +17,8 @@ import (
 
 	"github.com/soulapp/soul/caddymodules/soul"
 	"github.com/soulapp/soul/internal/database"
+	"github.com/soulapp/soul/internal/httpapi"
 	"github.com/soulapp/soul/internal/metrics"
-	"github.com/soulapp/soul/internal/problem"
 	"github.com/soulapp/soul/internal/version"
 )
 
@@ -81,28 +80,18 @@ type Report struct {
 // ServeHTTP checks the database and Redis at once, each under its timeout.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		e := problem.From(nil, http.StatusMethodNotAllowed)
-		e.Allow = []string{http.MethodGet, http.MethodHead}
-		return caddyhttp.Error(http.StatusMethodNotAllowed, e)
+		return httpapi.MethodNotAllowed(http.MethodGet, http.MethodHead)
 	}
 	rep := h.Check(r.Context())
 	status := http.StatusOK
 	if !rep.DB {
 		status = http.StatusServiceUnavailable
-		w.Header().Set("Retry-After", "5")
+		w.Header().Set("Retry-After", strconv.Itoa(int(httpapi.UnavailableRetryAfter/time.Second)))
 	}
-	body, err := json.Marshal(rep)
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+	if r.Method == http.MethodHead {
+		return httpapi.WriteJSONHead(w, status, rep)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(body)
-	}
-	return nil
+	return httpapi.WriteJSON(w, status, rep)
 }
 
 // Check runs the checks and derives the status.

@@ -4,9 +4,6 @@
 package soulmoods
 
 import (
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -21,6 +18,7 @@ import (
 	"github.com/soulapp/soul/caddymodules/soul"
 	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/database"
+	"github.com/soulapp/soul/internal/httpapi"
 	"github.com/soulapp/soul/internal/mood"
 	"github.com/soulapp/soul/internal/problem"
 )
@@ -76,11 +74,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		case http.MethodPost:
 			return h.authenticated(w, r, h.create)
 		}
-		return methodNotAllowed(http.MethodGet, http.MethodPost)
+		return httpapi.MethodNotAllowed(http.MethodGet, http.MethodPost)
 	}
 	rawID, ok := strings.CutPrefix(r.URL.Path, PathMoods+"/")
 	if !ok || rawID == "" || strings.Contains(rawID, "/") {
-		return notFound()
+		return httpapi.NotFound()
 	}
 	var serve func(http.ResponseWriter, *http.Request, uuid.UUID, uuid.UUID) error
 	switch r.Method {
@@ -91,7 +89,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	case http.MethodDelete:
 		serve = h.delete
 	default:
-		return methodNotAllowed(http.MethodGet, http.MethodPatch, http.MethodDelete)
+		return httpapi.MethodNotAllowed(http.MethodGet, http.MethodPatch, http.MethodDelete)
 	}
 	return h.authenticated(w, r, func(w http.ResponseWriter, r *http.Request, userID uuid.UUID) error {
 		id, err := uuid.Parse(rawID)
@@ -99,7 +97,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		// spellings uuid.Parse accepts (upper case, braces, urn:uuid:)
 		// would make several URLs for one mood.
 		if err != nil || id.String() != rawID {
-			return notFound()
+			return httpapi.NotFound()
 		}
 		return serve(w, r, userID, id)
 	})
@@ -118,26 +116,26 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, userID uuid.UUI
 	if err != nil {
 		return err
 	}
-	body, err := readJSON(r)
+	body, err := httpapi.ReadJSONBytes(r)
 	if err != nil {
 		return err
 	}
 	n, err := mood.DecodeNew(body, h.now())
 	if err != nil {
-		return fail(err)
+		return httpapi.Error(err)
 	}
 	c, err := h.store.Create(r.Context(), userID, n, key)
 	if err != nil {
 		return h.storeError(err)
 	}
 	w.Header().Set("Location", PathMoods+"/"+c.Mood.ID.String())
-	return writeJSON(w, http.StatusCreated, c.Mood)
+	return httpapi.WriteJSON(w, http.StatusCreated, c.Mood)
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request, userID uuid.UUID) error {
 	q, err := ParseListQuery(r.URL.Query())
 	if err != nil {
-		return fail(err)
+		return httpapi.Error(err)
 	}
 	moods, next, err := h.store.List(r.Context(), userID, q)
 	if err != nil {
@@ -146,7 +144,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, userID uuid.UUID)
 	if next != nil {
 		w.Header().Set("Link", "<"+nextURL(r.URL.Query(), q.Limit, *next)+`>; rel="next"`)
 	}
-	return writeJSON(w, http.StatusOK, moods)
+	return httpapi.WriteJSON(w, http.StatusOK, moods)
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request, userID, id uuid.UUID) error {
@@ -154,23 +152,23 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request, userID, id uuid.UU
 	if err != nil {
 		return h.storeError(err)
 	}
-	return writeJSON(w, http.StatusOK, m)
+	return httpapi.WriteJSON(w, http.StatusOK, m)
 }
 
 func (h *Handler) patch(w http.ResponseWriter, r *http.Request, userID, id uuid.UUID) error {
-	body, err := readJSON(r)
+	body, err := httpapi.ReadJSONBytes(r)
 	if err != nil {
 		return err
 	}
 	p, err := mood.DecodePatch(body, h.now())
 	if err != nil {
-		return fail(err)
+		return httpapi.Error(err)
 	}
 	m, err := h.store.Update(r.Context(), userID, id, p)
 	if err != nil {
 		return h.storeError(err)
 	}
-	return writeJSON(w, http.StatusOK, m)
+	return httpapi.WriteJSON(w, http.StatusOK, m)
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request, userID, id uuid.UUID) error {
@@ -255,7 +253,7 @@ func idempotencyKey(h http.Header) (string, error) {
 		ok = key[i] >= 0x20 && key[i] < 0x7f
 	}
 	if !ok {
-		return "", fail(problem.Validation(problem.FieldError{
+		return "", httpapi.Problem(problem.Validation(problem.FieldError{
 			Field:   "Idempotency-Key",
 			Message: "must be one header of 1 to 255 printable ASCII characters",
 		}))
@@ -263,80 +261,20 @@ func idempotencyKey(h http.Header) (string, error) {
 	return key, nil
 }
 
-// readJSON checks the media type and reads the body within the
-// request_body limit.
-func readJSON(r *http.Request) ([]byte, error) {
-	if !isJSON(r.Header.Get("Content-Type")) {
-		return nil, fail(problem.New(http.StatusUnsupportedMediaType, "unsupported_media_type",
-			"The request body must be JSON (Content-Type: application/json)."))
-	}
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, fail(problem.New(http.StatusRequestEntityTooLarge, "payload_too_large",
-				"The request body is larger than 64 KiB."))
-		}
-		return nil, fail(problem.New(http.StatusBadRequest, "invalid_json", "The request body could not be read."))
-	}
-	return body, nil
-}
-
-func isJSON(contentType string) bool {
-	mt, _, _ := strings.Cut(contentType, ";")
-	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
-}
-
-// storeError maps the Store's outcomes to problems; the database down is a
-// 503 a client may retry, any other failure a 500.
+// storeError maps the Store's outcomes to problems (mood.Outcomes); the
+// database down is a 503 a client may retry, any other failure a 500.
 func (h *Handler) storeError(err error) error {
-	switch {
-	case errors.Is(err, mood.ErrNotFound):
-		return notFound()
-	case errors.Is(err, mood.ErrKeyReused):
-		return fail(problem.New(http.StatusUnprocessableEntity, "idempotency_key_reused",
-			"This Idempotency-Key was already used for a different request."))
+	if o, ok := mood.OutcomeOf(err); ok {
+		return httpapi.Problem(o.Problem())
 	}
 	if !database.Unavailable(err) {
 		// A statement the database refused is a fault of ours, not
 		// something a retry would fix.
 		h.logger.Error("moods: database error", zap.Error(err))
-		return caddyhttp.Error(http.StatusInternalServerError, errors.Join(problem.From(nil, http.StatusInternalServerError), err))
+		return httpapi.Internal(err)
 	}
 	h.logger.Error("moods: database unavailable", zap.Error(err))
-	e := problem.New(http.StatusServiceUnavailable, "service_unavailable", "The service is temporarily unavailable; retry later.")
-	e.RetryAfter = 5 * time.Second
-	return caddyhttp.Error(e.Status, errors.Join(e, err))
-}
-
-func fail(err error) error {
-	var pe *problem.Error
-	if errors.As(err, &pe) {
-		return caddyhttp.Error(pe.Status, pe)
-	}
-	return caddyhttp.Error(http.StatusInternalServerError, err)
-}
-
-func notFound() error {
-	return caddyhttp.Error(http.StatusNotFound, problem.From(nil, http.StatusNotFound))
-}
-
-func methodNotAllowed(allow ...string) error {
-	e := problem.From(nil, http.StatusMethodNotAllowed)
-	e.Allow = allow
-	return caddyhttp.Error(http.StatusMethodNotAllowed, e)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, err = w.Write(body)
-	return err
+	return httpapi.Unavailable(err)
 }
 
 // Interface guards

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/soulapp/soul/caddymodules/soul"
 	"github.com/soulapp/soul/internal/auth"
+	"github.com/soulapp/soul/internal/httpapi"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/problem"
@@ -184,7 +184,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		e := problem.New(http.StatusTooManyRequests, "rate_limited", "Too many requests; retry later.")
 		e.RetryAfter = d.RetryAfter
 		e.Header = ratelimitheaders.Header(h.Policy, d, now)
-		return caddyhttp.Error(http.StatusTooManyRequests, e)
+		return httpapi.Problem(e)
 	}
 	ratelimitheaders.Set(w.Header(), h.Policy, d, now)
 	return next.ServeHTTP(w, r)
@@ -196,7 +196,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // do not verify it again.
 func (h *Handler) subject(r *http.Request) (string, *http.Request) {
 	if h.issuer != nil {
-		if raw, ok := bearer(r.Header.Get("Authorization")); ok {
+		if raw, ok := httpapi.Bearer(r); ok {
 			c, ok := token.VerifiedIn(r.Context(), raw)
 			if !ok {
 				if v, err := h.issuer.Verify(raw); err == nil {
@@ -210,17 +210,6 @@ func (h *Handler) subject(r *http.Request) (string, *http.Request) {
 		}
 	}
 	return "ip:" + h.app.ClientAddr(r), r
-}
-
-// bearer extracts the token of "Authorization: Bearer <token>"; the scheme
-// is case-insensitive (RFC 9110).
-func bearer(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }
 
 // describeStorage names where the counters live, for the startup log: the

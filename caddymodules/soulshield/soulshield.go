@@ -24,7 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/soulapp/soul/caddymodules/soul"
-	"github.com/soulapp/soul/internal/clientaddr"
+	"github.com/soulapp/soul/internal/httpapi"
 	"github.com/soulapp/soul/internal/problem"
 	"github.com/soulapp/soul/internal/shield"
 )
@@ -103,12 +103,12 @@ func (h *Handler) Validate() error {
 // ServeHTTP counts the request against its client and passes it on, or
 // answers 429 with Retry-After before any handler behind it runs.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	d := h.shield.Allow(clientaddr.Of(r, h.ipv6Prefix))
+	d := h.shield.Allow(httpapi.Client(r, h.ipv6Prefix))
 	if !d.Allowed {
 		refusals.Inc()
 		e := problem.New(http.StatusTooManyRequests, "rate_limited", "Too many requests; retry later.")
 		e.RetryAfter = d.RetryAfter
-		return caddyhttp.Error(http.StatusTooManyRequests, e)
+		return httpapi.Problem(e)
 	}
 	return next.ServeHTTP(w, r)
 }

@@ -1,16 +1,14 @@
 package auth
 
 import (
-	"errors"
 	"net/http"
-	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 
 	"github.com/soulapp/soul/internal/database"
+	"github.com/soulapp/soul/internal/httpapi"
 	"github.com/soulapp/soul/internal/problem"
 	"github.com/soulapp/soul/internal/token"
 )
@@ -43,11 +41,11 @@ func NewAuthenticator(issuer *token.Issuer, db *bun.DB) *Authenticator {
 // logout and account deletion take effect at once rather than when the
 // access token expires.
 func (a *Authenticator) Authenticate(r *http.Request) (uuid.UUID, error) {
-	raw, ok := bearer(r.Header.Get("Authorization"))
+	raw, ok := httpapi.Bearer(r)
 	if !ok {
 		e := problem.New(http.StatusUnauthorized, "unauthorized", "This resource needs an access token.")
 		e.Header = http.Header{"Www-Authenticate": {`Bearer realm="` + Realm + `"`}}
-		return uuid.Nil, caddyhttp.Error(e.Status, e)
+		return uuid.Nil, httpapi.Problem(e)
 	}
 	// A rate limit before this handler may have verified the token already
 	// (moments ago: its expiry is checked again all the same).
@@ -68,12 +66,10 @@ func (a *Authenticator) Authenticate(r *http.Request) (uuid.UUID, error) {
 	}
 	live, err := SessionLive(r.Context(), a.db, userID, sessionID, a.now())
 	if err != nil && !database.Unavailable(err) {
-		return uuid.Nil, caddyhttp.Error(http.StatusInternalServerError, errors.Join(problem.From(nil, http.StatusInternalServerError), err))
+		return uuid.Nil, httpapi.Internal(err)
 	}
 	if err != nil {
-		e := problem.New(http.StatusServiceUnavailable, "service_unavailable", "The service is temporarily unavailable; retry later.")
-		e.RetryAfter = 5 * time.Second
-		return uuid.Nil, caddyhttp.Error(e.Status, errors.Join(e, err))
+		return uuid.Nil, httpapi.Unavailable(err)
 	}
 	if !live {
 		return uuid.Nil, invalidToken()
@@ -84,16 +80,5 @@ func (a *Authenticator) Authenticate(r *http.Request) (uuid.UUID, error) {
 func invalidToken() error {
 	e := problem.New(http.StatusUnauthorized, "invalid_token", "The access token is invalid or has expired.")
 	e.Header = http.Header{"Www-Authenticate": {`Bearer realm="` + Realm + `", error="invalid_token"`}}
-	return caddyhttp.Error(e.Status, e)
-}
-
-// bearer extracts the token of an "Authorization: Bearer <token>" header;
-// the scheme is case-insensitive (RFC 9110).
-func bearer(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
+	return httpapi.Problem(e)
 }

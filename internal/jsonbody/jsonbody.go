@@ -20,21 +20,34 @@ import (
 // invalid_json for anything unparseable, of the wrong type, with unknown
 // fields or with data after the value.
 func Decode(r *http.Request, v any) error {
+	body, err := Read(r)
+	if err != nil {
+		return err
+	}
+	return DecodeBytes(body, v)
+}
+
+// Read is Decode's reading step, for a caller that parses the body itself
+// (with DecodeBytes and rules of its own): it checks that the body is
+// declared as JSON and reads it within the request_body limit. Its errors
+// are Decode's 415, 413 and 400 invalid_json for a body that could not be
+// read.
+func Read(r *http.Request) ([]byte, error) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		return problem.New(http.StatusUnsupportedMediaType, "unsupported_media_type",
+		return nil, problem.New(http.StatusUnsupportedMediaType, "unsupported_media_type",
 			"The request body must be JSON (Content-Type: application/json).")
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return problem.New(http.StatusRequestEntityTooLarge, "payload_too_large",
+			return nil, problem.New(http.StatusRequestEntityTooLarge, "payload_too_large",
 				"The request body is larger than 64 KiB.")
 		}
-		return problem.New(http.StatusBadRequest, "invalid_json", "The request body could not be read.")
+		return nil, problem.New(http.StatusBadRequest, "invalid_json", "The request body could not be read.")
 	}
-	return DecodeBytes(body, v)
+	return body, nil
 }
 
 // DecodeBytes is Decode's parsing step, on a body already read.
