@@ -27,6 +27,7 @@ import (
 	"github.com/soulapp/soul/internal/clientaddr"
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/errorreport"
+	"github.com/soulapp/soul/internal/httpapi"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/retention"
@@ -312,10 +313,10 @@ func (a *App) Authenticator() *auth.Authenticator { return a.authn }
 // address name a client, for the shield and every per-IP limit.
 func (a *App) IPv6Prefix() int { return a.settings.RateLimitIPv6Prefix }
 
-// ClientAddr names the client of r for per-IP limits (clientaddr.Of with
+// ClientAddr names the client of r for per-IP limits (httpapi.Client with
 // this app's IPv6 prefix).
 func (a *App) ClientAddr(r *http.Request) string {
-	return clientaddr.Of(r, a.settings.RateLimitIPv6Prefix)
+	return httpapi.Client(r, a.settings.RateLimitIPv6Prefix)
 }
 
 // DeriveKey derives the key for one purpose (label) from SECRET_KEY.

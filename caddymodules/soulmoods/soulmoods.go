@@ -133,7 +133,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, userID uuid.UUI
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request, userID uuid.UUID) error {
-	q, err := ParseListQuery(r.URL.Query())
+	q, err := mood.ParseListQuery(r.URL.Query())
 	if err != nil {
 		return httpapi.Error(err)
 	}
@@ -177,54 +177,6 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request, userID, id uuid
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-// ParseListQuery reads GET /api/moods's query: limit (1..100, default 20),
-// before (a cursor from a Link header), from and to (RFC 3339 bounds on
-// recorded_at, from inclusive, to exclusive). Its errors are 422 problems.
-func ParseListQuery(v url.Values) (mood.ListQuery, error) {
-	q := mood.ListQuery{Limit: mood.DefaultLimit}
-	var fields []problem.FieldError
-	bad := func(field, msg string) { fields = append(fields, problem.FieldError{Field: field, Message: msg}) }
-	if s := v.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > mood.MaxLimit {
-			bad("limit", "must be an integer from 1 to "+strconv.Itoa(mood.MaxLimit))
-		} else {
-			q.Limit = n
-		}
-	}
-	if s := v.Get("before"); s != "" {
-		c, err := mood.ParseCursor(s)
-		if err != nil {
-			bad("before", "must be a cursor from a Link header of this API")
-		} else {
-			q.Before = &c
-		}
-	}
-	for _, b := range []struct {
-		name string
-		dst  **time.Time
-	}{{"from", &q.From}, {"to", &q.To}} {
-		s := v.Get(b.name)
-		if s == "" {
-			continue
-		}
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			bad(b.name, "must be an RFC 3339 date-time such as 2026-01-02T15:04:05Z")
-			continue
-		}
-		t = t.UTC()
-		*b.dst = &t
-	}
-	if q.From != nil && q.To != nil && !q.From.Before(*q.To) {
-		bad("to", "must be after from")
-	}
-	if len(fields) > 0 {
-		return q, problem.Validation(fields...)
-	}
-	return q, nil
 }
 
 // nextURL is the link to the page after c, keeping the client's bounds.

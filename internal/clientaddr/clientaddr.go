@@ -8,32 +8,16 @@
 // party holds: an IPv6 address by its first Prefix bits (64 by default), an
 // IPv4 address whole (/32), since IPv4 blocks are shared by carrier NAT and
 // a wider key would lump strangers together.
+//
+// It takes the address as a string and imports nothing of Caddy's: which
+// address a request comes from (the trusted proxy's X-Forwarded-For) is
+// internal/httpapi's Client.
 package clientaddr
 
-import (
-	"net"
-	"net/http"
-	"net/netip"
-
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-)
+import "net/netip"
 
 // DefaultIPv6Prefix is the IPv6 prefix length a client is keyed by.
 const DefaultIPv6Prefix = 64
-
-// IP is Caddy's {client_ip}: the peer's address, or the one its
-// X-Forwarded-For names when the peer is a trusted proxy, never a
-// stranger's header.
-func IP(r *http.Request) string {
-	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
-		return ip
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
 
 // Key is the name of the client at ip for per-client limits: the IPv4
 // address ("203.0.113.7"; an IPv4-mapped IPv6 address counts as IPv4), or
@@ -57,9 +41,4 @@ func Key(ip string, v6Prefix int) string {
 		return a.String()
 	}
 	return p.String()
-}
-
-// Of is Key(IP(r), v6Prefix).
-func Of(r *http.Request, v6Prefix int) string {
-	return Key(IP(r), v6Prefix)
 }

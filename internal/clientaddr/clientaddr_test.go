@@ -1,7 +1,6 @@
 package clientaddr
 
 import (
-	"net/http/httptest"
 	"net/netip"
 	"testing"
 )
@@ -35,14 +34,6 @@ func TestKey(t *testing.T) {
 	}
 	if Key("2001:db8:0:1::1", 64) == Key("2001:db8:0:2::1", 64) {
 		t.Error("two /64s keyed together")
-	}
-}
-
-func TestIPWithoutCaddy(t *testing.T) {
-	r := httptest.NewRequest("GET", "/", nil)
-	r.RemoteAddr = "[2001:db8::5]:443"
-	if got := Of(r, 64); got != "2001:db8::/64" {
-		t.Fatalf("Of = %q", got)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"path"
 	"runtime"
@@ -185,5 +186,19 @@ func Bearer(r *http.Request) (string, bool) {
 // network of its first v6Prefix bits (RATE_LIMIT_IPV6_PREFIX). See
 // internal/clientaddr.
 func Client(r *http.Request, v6Prefix int) string {
-	return clientaddr.Of(r, v6Prefix)
+	return clientaddr.Key(ClientIP(r), v6Prefix)
+}
+
+// ClientIP is Caddy's {client_ip}: the peer's address, or the one its
+// X-Forwarded-For names when the peer is a trusted proxy, never a
+// stranger's header.
+func ClientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

@@ -1,4 +1,4 @@
-package soulmoods_test
+package mood_test
 
 import (
 	"errors"
@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/soulapp/soul/caddymodules/soulmoods"
 	"github.com/soulapp/soul/internal/mood"
 	"github.com/soulapp/soul/internal/problem"
 )
@@ -31,7 +30,7 @@ func FuzzParseListQuery(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		// As the server reads it: URL.Query drops what it cannot decode.
 		v := (&url.URL{RawQuery: raw}).Query()
-		q, err := soulmoods.ParseListQuery(v)
+		q, err := mood.ParseListQuery(v)
 		if err != nil {
 			var pe *problem.Error
 			if !errors.As(err, &pe) || pe.Status != 422 || pe.Code != "validation_failed" || len(pe.Fields) == 0 {
