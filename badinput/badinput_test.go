@@ -15,7 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // Limits out of the way: these tests count answers, not requests.

@@ -27,7 +27,7 @@ import (
 	_ "github.com/uptrace/bun/driver/pgdriver"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 func TestMain(m *testing.M) {

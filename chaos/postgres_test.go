@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/soulapp/soul/internal/problem"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
 

@@ -24,7 +24,7 @@ import (
 	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/phone"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
 

@@ -21,7 +21,7 @@ import (
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
 	"github.com/soulapp/soul/internal/mood"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
 

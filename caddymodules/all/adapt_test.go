@@ -9,7 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // testdata/*.caddyfiletest hold a Caddyfile, a line of dashes, and the JSON

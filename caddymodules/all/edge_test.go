@@ -20,7 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
 

@@ -17,7 +17,7 @@ import (
 	"github.com/soulapp/soul/caddymodules/soulauth"
 	"github.com/soulapp/soul/caddymodules/soulmoods"
 	"github.com/soulapp/soul/internal/database"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // logsTo is the production Caddyfile with every log (Caddy's, ours and

@@ -3,7 +3,7 @@ package all_test
 import (
 	"testing"
 
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 func TestAdaptSoulCORSErrors(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 
 	_ "github.com/uptrace/bun/driver/pgdriver"
 
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
 

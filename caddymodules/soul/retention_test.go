@@ -12,7 +12,7 @@ import (
 	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/retention"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // The running app sweeps on its own: an expired one-time code and a

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/twilio/twiliotest"
 )
 

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // BenchmarkExport100k exports a journal of 100 000 moods through the

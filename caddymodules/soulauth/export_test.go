@@ -15,7 +15,7 @@ import (
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
 	"github.com/soulapp/soul/internal/mood"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // insertMoods writes n moods of userID straight to the database, in bulk

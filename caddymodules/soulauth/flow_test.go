@@ -10,7 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 func TestSignInFlow(t *testing.T) {

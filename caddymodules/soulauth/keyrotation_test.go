@@ -8,7 +8,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // TestKeyRotation rotates SECRET_KEY the way the runbook does, through

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/twilio/twiliotest"
 )
 

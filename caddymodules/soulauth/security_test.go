@@ -13,7 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 func TestForgedAccessTokens(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/soulapp/soul/caddymodules/soulcmd"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
 

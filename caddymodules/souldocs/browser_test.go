@@ -11,7 +11,7 @@ import (
 
 	"github.com/soulapp/soul/api"
 	"github.com/soulapp/soul/caddymodules/souldocs"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/soulapp/soul/api"
 	"github.com/soulapp/soul/caddymodules/souldocs"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 func TestDocsPage(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/soulapp/soul/caddymodules/soulhealth"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
 

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // benchServer runs the server on Postgres with a signed-in user that has

@@ -14,7 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/soulapp/soul/internal/mood"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 func TestMoodLifecycle(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 func TestCaddysOwnErrorsAreProblems(t *testing.T) {

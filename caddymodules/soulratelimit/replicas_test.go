@@ -18,7 +18,7 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/metrics"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
 

@@ -17,7 +17,7 @@ import (
 	"github.com/soulapp/soul/caddymodules/soulauth"
 	"github.com/soulapp/soul/caddymodules/soulmoods"
 	"github.com/soulapp/soul/internal/errorreport/sentrytest"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // panicHandler stands for a handler with a bug.

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // start serves the production Caddyfile behind a trusted proxy (this test,

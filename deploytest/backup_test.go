@@ -16,7 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 )
 

@@ -1,4 +1,4 @@
-package contract_test
+package all_test
 
 import (
 	"encoding/json"
@@ -13,7 +13,7 @@ import (
 	"github.com/soulapp/soul/internal/contract"
 	"github.com/soulapp/soul/internal/mood"
 	"github.com/soulapp/soul/internal/phone"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // exchange is a request to the API and what the server does with it.

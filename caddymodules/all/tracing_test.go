@@ -1,4 +1,4 @@
-package tracing_test
+package all_test
 
 import (
 	"bytes"
@@ -23,7 +23,7 @@ import (
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
 	"github.com/soulapp/soul/caddymodules/soulmoods"
-	"github.com/soulapp/soul/internal/soultest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // collector is a local OTLP/HTTP receiver keeping the spans it is sent,
