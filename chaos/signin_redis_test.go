@@ -938,16 +938,7 @@ type limiterKeys struct{ l *limiter.Limiter }
 
 func newLimiterKeys(t *testing.T, secret string) *limiterKeys {
 	t.Helper()
-	hashKey, err := auth.DeriveKey([]byte(secret), auth.LabelRateLimitKeys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := limiter.New(limiter.Options{HashKey: hashKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	return &limiterKeys{l: l}
+	return &limiterKeys{l: soultest.LimiterKeys(t, secret)}
 }
 
 // of returns the keys of acc's entries by rule: its phone's and its
