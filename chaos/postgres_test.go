@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/soulapp/soul/internal/problem"
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 // dialTimeout is how long internal/database waits for a connection to

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 // Redis is killed (SIGKILL: no save, no goodbye to clients) under load and

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 // `caddy reload` with a changed Caddyfile, ten times under load from

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 // migrationLock is the Postgres advisory lock key the migrations are

@@ -24,8 +24,8 @@ import (
 	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/phone"
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 // The whole sign-in flow, not only mood writes, through Redis outages:

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 // SIGTERM, as Railway sends on a deploy, under load: the process exits

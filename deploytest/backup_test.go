@@ -16,8 +16,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 // script runs one of scripts/, with DATABASE_URL and the test server's

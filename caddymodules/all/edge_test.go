@@ -20,8 +20,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 const strictCSP = "default-src 'none'; frame-ancestors 'none'"

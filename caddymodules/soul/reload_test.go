@@ -14,8 +14,8 @@ import (
 
 	_ "github.com/uptrace/bun/driver/pgdriver"
 
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 // Reloading the config under load fails no request that reached a handler,

@@ -12,9 +12,9 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 	"github.com/soulapp/soul/internal/token"
+	"github.com/soulapp/soul/soultest"
 )
 
 // badInput is one request a sign-in route must refuse (or, for logout,

@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/twilio/twiliotest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // TestConcurrentSignIn fires requests for one phone all at once, each from

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 // With Postgres down, every sign-in route answers 503 service_unavailable

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/twilio/twiliotest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // shieldedCaddyfile is the repository's Caddyfile with a per-IP

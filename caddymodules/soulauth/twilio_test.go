@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 	"github.com/soulapp/soul/internal/twilio/twiliotest"
+	"github.com/soulapp/soul/soultest"
 )
 
 // TestTwilio signs in through the local Twilio stand-in with each of

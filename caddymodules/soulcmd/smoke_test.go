@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/soulapp/soul/caddymodules/soulcmd"
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 func TestMain(m *testing.M) {

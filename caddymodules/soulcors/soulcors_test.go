@@ -10,8 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/soulapp/soul/caddymodules/soulcors"
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 const (

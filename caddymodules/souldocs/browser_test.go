@@ -11,8 +11,8 @@ import (
 
 	"github.com/soulapp/soul/api"
 	"github.com/soulapp/soul/caddymodules/souldocs"
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 // The documentation page works under its CSP in a real browser: headless

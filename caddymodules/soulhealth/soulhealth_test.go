@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/soulapp/soul/caddymodules/soulhealth"
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 func health(t *testing.T, s *soultest.Server) (*soultest.Response, soulhealth.Report) {

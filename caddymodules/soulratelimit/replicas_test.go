@@ -18,8 +18,8 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 func TestMain(m *testing.M) {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
 	"github.com/soulapp/soul/internal/token"
+	"github.com/soulapp/soul/soultest"
 )
 
 // start runs the production Caddyfile on Redis with a small default policy.

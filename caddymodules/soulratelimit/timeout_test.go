@@ -10,8 +10,8 @@ import (
 
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/metrics"
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 // RATE_LIMIT_REDIS_TIMEOUT is how long a check waits for Redis: with Redis

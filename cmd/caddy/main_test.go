@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/soulapp/soul/soultest"
 	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/soultest"
 )
 
 // binary is the caddy under test: the one `make build` made
