@@ -56,9 +56,17 @@ type Shield struct {
 	gens [2]generation
 	// rotate is held while a generation is cleared for a new window.
 	rotate sync.Mutex
+	// stripes make one client's check and count one step: every request of
+	// a key takes the same stripe, so concurrent requests of one client
+	// cannot all read the same count and pass together. Other clients
+	// sharing a counter may raise it meanwhile; that only counts more.
+	stripes [stripeCount]sync.Mutex
 
 	refused atomic.Uint64
 }
+
+// stripeCount is how many locks the keys are spread over.
+const stripeCount = 256
 
 type generation struct {
 	// window is the number of the fixed window the cells count, or -1.
@@ -120,6 +128,9 @@ func (s *Shield) Allow(key string) Decision {
 	}
 
 	h := maphash.String(s.seed, key)
+	mu := &s.stripes[h%stripeCount]
+	mu.Lock()
+	defer mu.Unlock()
 	var idx [Depth]int
 	c := uint32(math.MaxUint32)
 	var p uint32
@@ -142,8 +153,8 @@ func (s *Shield) Allow(key string) Decision {
 	}
 	// Conservative update: only the counters at the client's minimum
 	// grow, so a counter shared with a heavier client is not pushed
-	// further. Each grows by an atomic add, so concurrent requests of one
-	// client are all counted.
+	// further. A counter another client raised past c since it was read
+	// already holds at least c+1, so this request is counted either way.
 	for r := range Depth {
 		if cell := &cur.cells[idx[r]]; cell.Load() <= c {
 			cell.Add(1)
