@@ -16,7 +16,7 @@ import (
 // repoRoot returns the repository's root directory.
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	return filepath.Clean(filepath.Join(filepath.Dir(file), ".."))
 }
 
 // readRepoFile returns a file of the repository, failing the test when it

@@ -80,7 +80,7 @@ type Server struct {
 // RepoRoot returns the repository's root directory.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	return filepath.Clean(filepath.Join(filepath.Dir(file), ".."))
 }
 
 // Start loads the config and waits until /healthz answers. It stops Caddy
