@@ -61,9 +61,6 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		name := d.Val()
-		if !known[name] {
-			return d.Errf("unrecognized subdirective %q", name)
-		}
 		var v string
 		if d.NextArg() {
 			v = d.Val()
@@ -71,24 +68,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		}
-		if err := a.set(name, v); err != nil {
+		if err := a.set(name, v); errors.Is(err, errUnrecognized) {
+			return d.Errf("unrecognized subdirective %q", name)
+		} else if err != nil {
 			return d.Errf("%v", err)
 		}
 	}
 	return nil
 }
-
-// known holds the subdirectives of the `soul` option.
-var known = func() map[string]bool {
-	m := map[string]bool{}
-	for _, name := range []string{"dev_mode", "secret_key", "secret_key_previous", "database_url",
-		"sqlite_path", "database_connect_timeout", "database_max_connections", "migrate_on_start",
-		"redis_url", "rate_limit_redis_timeout", "rate_limit_memory_max_keys", "rate_limit_ipv6_prefix",
-		"access_token_expire_minutes", "sentry_dsn", "sentry_environment", "retention_sweep_interval"} {
-		m[name] = true
-	}
-	return m
-}()
 
 // set applies one subdirective; an empty value keeps the default. A value
 // that does not parse or is out of range is refused here, in the words
@@ -106,6 +93,9 @@ func (a *App) set(name, v string) error {
 	if p, ok := strs[name]; ok {
 		*p = v
 		return nil
+	}
+	if _, ok := rules[name]; !ok {
+		return errUnrecognized
 	}
 	if v == "" {
 		return nil
@@ -153,9 +143,11 @@ func (a *App) set(name, v string) error {
 		a.RetentionSweepInterval = &cd
 	}
 	// The ranges: the same checks as Provision's.
-	_, err := a.resolveOne(name)
-	return err
+	return a.checkRange(name)
 }
+
+// errUnrecognized is set's answer to a name that is no subdirective.
+var errUnrecognized = errors.New("unrecognized subdirective")
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*App)(nil)

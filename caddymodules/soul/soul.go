@@ -351,7 +351,8 @@ func FromContext(ctx caddy.Context) (*App, error) {
 	return v.(*App), nil
 }
 
-// rules are the messages of settings out of range, by subdirective; the
+// rules are the messages of settings out of range, by subdirective: one
+// for each typed (non-string) setting, so it is also their list. The
 // Caddyfile adapter and Provision both use them.
 var rules = map[string]string{
 	"dev_mode":                    "DEV_MODE must be true or false",
@@ -390,14 +391,14 @@ func (a *App) outOfRange() []string {
 	return bad
 }
 
-// resolveOne checks one typed setting's range, for the Caddyfile adapter.
-func (a *App) resolveOne(name string) (bool, error) {
+// checkRange checks one typed setting's range, for the Caddyfile adapter.
+func (a *App) checkRange(name string) error {
 	for _, bad := range a.outOfRange() {
 		if bad == name {
-			return false, errors.New(rules[name])
+			return errors.New(rules[name])
 		}
 	}
-	return true, nil
+	return nil
 }
 
 // resolve resolves the placeholders of the secrets and URLs, applies the
