@@ -120,7 +120,7 @@ func TestExport(t *testing.T) {
 				t.Fatalf("exported %d distinct moods of %d", len(seen), n)
 			}
 
-			// Sessions: both devices, four fields each and nothing else.
+			// Sessions: both devices, these fields each and nothing else.
 			if len(doc.Sessions) != 2 {
 				t.Fatalf("%d sessions, want 2", len(doc.Sessions))
 			}
@@ -130,7 +130,7 @@ func TestExport(t *testing.T) {
 					keys = append(keys, k)
 				}
 				sort.Strings(keys)
-				if fmt.Sprint(keys) != "[created_at expires_at id last_used_at]" {
+				if fmt.Sprint(keys) != "[app_version created_at ended_at ended_reason expires_at id last_used_at platform]" {
 					t.Fatalf("session fields %v", keys)
 				}
 			}
@@ -153,8 +153,17 @@ func TestExport(t *testing.T) {
 			// A closed session cannot export; the other device still can.
 			soultest.WantStatus(t, alice.post(soulauth.PathLogout, map[string]string{"refresh_token": a.RefreshToken}), http.StatusNoContent)
 			soultest.WantProblem(t, alice.withToken(http.MethodGet, soulauth.PathExport, a.AccessToken), http.StatusUnauthorized, "invalid_token")
+			// The logged-out session is exported as ended, with why.
 			doc = decodeExport(t, alice.withToken(http.MethodGet, soulauth.PathExport, a2.AccessToken))
-			if len(doc.Sessions) != 1 || string(doc.Sessions[0]["id"]) == "" {
+			ended := 0
+			for _, sess := range doc.Sessions {
+				if string(sess["ended_reason"]) == `"signed_out"` && string(sess["ended_at"]) != "null" {
+					ended++
+				} else if string(sess["ended_reason"]) != "null" || string(sess["ended_at"]) != "null" {
+					t.Fatalf("an open session exported as %v", sess)
+				}
+			}
+			if len(doc.Sessions) != 2 || ended != 1 {
 				t.Fatalf("sessions after logout: %v", doc.Sessions)
 			}
 			// Every request to the path counts against the user's five,

@@ -21,6 +21,7 @@ import (
 	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/authbody"
 	"github.com/soulapp/soul/internal/database"
+	"github.com/soulapp/soul/internal/device"
 	"github.com/soulapp/soul/internal/httpapi"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/metrics"
@@ -43,8 +44,8 @@ const (
 	PathMe         = "/api/me"
 )
 
-// Handler answers the sign-in routes and /api/me; any other path under it
-// is 404. Codes come from the OTP provider module (soul.otp_providers.*),
+// Handler answers the sign-in routes, /api/me, its export and its
+// sessions (signed-in devices); any other path under it is 404. Codes come from the OTP provider module (soul.otp_providers.*),
 // local codes when none is configured (DEV_MODE only).
 type Handler struct {
 	// The code provider, a soul.otp_providers module: twilio_verify in
@@ -236,6 +237,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		}
 		return h.export(w, r)
 	}
+	if ok, err := h.serveSessions(w, r); ok {
+		return err
+	}
 	return httpapi.NotFound()
 }
 
@@ -300,7 +304,8 @@ func (h *Handler) verifyOTP(w http.ResponseWriter, r *http.Request) error {
 		return h.fail(err)
 	}
 	checks := new(auth.LimitChecks)
-	g, err := h.service.VerifyCode(auth.WithLimitChecks(r.Context(), checks), h.client(r), e164, req.Code)
+	ctx := auth.WithDevice(auth.WithLimitChecks(r.Context(), checks), device.FromHeaders(r.Header))
+	g, err := h.service.VerifyCode(ctx, h.client(r), e164, req.Code)
 	metrics.OTPChecks.WithLabelValues(auth.Result(err)).Inc()
 	if err != nil {
 		if h.logger.Core().Enabled(zap.InfoLevel) {
@@ -322,7 +327,8 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 		return h.fail(err)
 	}
 	checks := new(auth.LimitChecks)
-	g, err := h.service.Refresh(auth.WithLimitChecks(r.Context(), checks), h.client(r), req.RefreshToken)
+	ctx := auth.WithDevice(auth.WithLimitChecks(r.Context(), checks), device.FromHeaders(r.Header))
+	g, err := h.service.Refresh(ctx, h.client(r), req.RefreshToken)
 	metrics.Refreshes.WithLabelValues(auth.Result(err)).Inc()
 	if err != nil {
 		if errors.Is(err, auth.ErrRefreshReused) {

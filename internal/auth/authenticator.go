@@ -41,11 +41,19 @@ func NewAuthenticator(issuer *token.Issuer, db *bun.DB) *Authenticator {
 // logout and account deletion take effect at once rather than when the
 // access token expires.
 func (a *Authenticator) Authenticate(r *http.Request) (uuid.UUID, error) {
+	userID, _, err := a.AuthenticateSession(r)
+	return userID, err
+}
+
+// AuthenticateSession is Authenticate that also returns the id of the
+// token's session, for the routes that tell the caller's own session
+// apart.
+func (a *Authenticator) AuthenticateSession(r *http.Request) (userID, sessionID uuid.UUID, err error) {
 	raw, ok := httpapi.Bearer(r)
 	if !ok {
 		e := problem.New(http.StatusUnauthorized, "unauthorized", "This resource needs an access token.")
 		e.Header = http.Header{"Www-Authenticate": {`Bearer realm="` + Realm + `"`}}
-		return uuid.Nil, httpapi.Problem(e)
+		return uuid.Nil, uuid.Nil, httpapi.Problem(e)
 	}
 	// A rate limit before this handler may have verified the token already
 	// (moments ago: its expiry is checked again all the same).
@@ -54,27 +62,26 @@ func (a *Authenticator) Authenticate(r *http.Request) (uuid.UUID, error) {
 		ok = false
 	}
 	if !ok {
-		var err error
 		if claims, err = a.issuer.Verify(raw); err != nil {
-			return uuid.Nil, invalidToken()
+			return uuid.Nil, uuid.Nil, invalidToken()
 		}
 	}
 	userID, err1 := uuid.Parse(claims.UserID)
 	sessionID, err2 := uuid.Parse(claims.SessionID)
 	if err1 != nil || err2 != nil {
-		return uuid.Nil, invalidToken()
+		return uuid.Nil, uuid.Nil, invalidToken()
 	}
 	live, err := SessionLive(r.Context(), a.db, userID, sessionID, a.now())
 	if err != nil && !database.Unavailable(err) {
-		return uuid.Nil, httpapi.Internal(err)
+		return uuid.Nil, uuid.Nil, httpapi.Internal(err)
 	}
 	if err != nil {
-		return uuid.Nil, httpapi.Unavailable(err)
+		return uuid.Nil, uuid.Nil, httpapi.Unavailable(err)
 	}
 	if !live {
-		return uuid.Nil, invalidToken()
+		return uuid.Nil, uuid.Nil, invalidToken()
 	}
-	return userID, nil
+	return userID, sessionID, nil
 }
 
 func invalidToken() error {

@@ -15,18 +15,24 @@ import (
 )
 
 // SessionInfo is what an account's owner may see of a session: when it
-// began, was last used and ends. No token material (hashes, sealed
-// tokens) ever leaves the database.
+// began, was last used and ends, the platform and app version its app
+// named, and, for one that ended (listed for EndedKept), when and why. No
+// token material (hashes, sealed tokens) ever leaves the database.
 type SessionInfo struct {
-	ID         uuid.UUID `json:"id"`
-	CreatedAt  time.Time `json:"created_at"`
-	LastUsedAt time.Time `json:"last_used_at"`
-	ExpiresAt  time.Time `json:"expires_at"`
+	ID          uuid.UUID  `json:"id"`
+	CreatedAt   time.Time  `json:"created_at"`
+	LastUsedAt  time.Time  `json:"last_used_at"`
+	ExpiresAt   time.Time  `json:"expires_at"`
+	Platform    *string    `json:"platform"`
+	AppVersion  *string    `json:"app_version"`
+	EndedAt     *time.Time `json:"ended_at"`
+	EndedReason *string    `json:"ended_reason"`
 }
 
 // Export reads everything an account export holds about userID: head gets
-// the account and its open sessions, then moods gets every mood, newest
-// recorded_at first, batch at a time (the slice is reused; see mood.Walk).
+// the account and its sessions (open, or ended within EndedKept), then
+// moods gets every mood, newest recorded_at first, batch at a time (the
+// slice is reused; see mood.Walk).
 // It answers ErrNotFound when there is no such account; an error of head
 // or moods stops the export and is returned as it is.
 //
@@ -64,7 +70,7 @@ func (s *Service) Export(ctx context.Context, userID uuid.UUID, batch int,
 		}
 		return fmt.Errorf("auth: export: reading the account: %w", err)
 	}
-	sessions, err := activeSessions(ctx, db, userID, s.now())
+	sessions, err := exportSessions(ctx, db, userID, s.now())
 	if err != nil {
 		return err
 	}
@@ -74,23 +80,23 @@ func (s *Service) Export(ctx context.Context, userID uuid.UUID, batch int,
 	return mood.Walk(ctx, db, userID, batch, moods)
 }
 
-// activeSessions returns the open sessions of userID at now (not revoked,
-// not expired), oldest first.
-func activeSessions(ctx context.Context, db bun.IDB, userID uuid.UUID, now time.Time) ([]SessionInfo, error) {
-	var rows []Session
-	err := db.NewSelect().Model(&rows).
-		Column("id", "created_at", "last_used_at", "expires_at").
-		Where("user_id = ?", userID).
-		Where("revoked_at IS NULL").
-		Where("expires_at > ?", dbTime(now)).
-		OrderExpr("created_at, id").
-		Scan(ctx)
+// exportSessions returns the sessions of userID its owner is shown at now
+// (open, or ended within EndedKept), oldest first.
+func exportSessions(ctx context.Context, db bun.IDB, userID uuid.UUID, now time.Time) ([]SessionInfo, error) {
+	rows, err := listedSessions(ctx, db, userID, now)
 	if err != nil {
-		return nil, fmt.Errorf("auth: export: reading the sessions: %w", err)
+		return nil, fmt.Errorf("auth: export: %w", err)
 	}
 	out := make([]SessionInfo, len(rows))
 	for i, r := range rows {
-		out[i] = SessionInfo{ID: r.ID, CreatedAt: r.CreatedAt.UTC(), LastUsedAt: r.LastUsedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC()}
+		out[i] = SessionInfo{
+			ID: r.ID, CreatedAt: r.CreatedAt.UTC(), LastUsedAt: r.LastUsedAt.UTC(), ExpiresAt: r.ExpiresAt.UTC(),
+			Platform: r.Platform, AppVersion: r.AppVersion, EndedReason: r.EndedReason,
+		}
+		if r.RevokedAt != nil {
+			at := r.RevokedAt.UTC()
+			out[i].EndedAt = &at
+		}
 	}
 	return out, nil
 }

@@ -18,7 +18,8 @@ type User struct {
 
 // Session is one signed-in device: the hash of its current refresh token,
 // the hash of the one it replaced, and the sealed current token for the
-// grace window after a rotation.
+// grace window after a rotation; the platform and app version the app
+// named; and, once revoked, why (an EndedReason).
 type Session struct {
 	bun.BaseModel `bun:"table:sessions"`
 
@@ -32,6 +33,10 @@ type Session struct {
 	ExpiresAt  time.Time  `bun:"expires_at,notnull"`
 	RevokedAt  *time.Time `bun:"revoked_at"`
 	GraceToken []byte     `bun:"grace_token"`
+	Platform   *string    `bun:"platform"`
+	AppVersion *string    `bun:"app_version"`
+	// EndedReason is set with RevokedAt.
+	EndedReason *string `bun:"ended_reason"`
 }
 
 // live reports whether the session may still be used at now.

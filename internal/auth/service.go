@@ -354,6 +354,7 @@ func (s *Service) signIn(ctx context.Context, tx bun.Tx, phoneE164 string) (Gran
 		}
 	}
 	plain, hash := token.NewRefreshToken()
+	d := deviceOf(ctx)
 	sess := Session{
 		ID:         uuid.New(),
 		UserID:     user.ID,
@@ -361,6 +362,8 @@ func (s *Service) signIn(ctx context.Context, tx bun.Tx, phoneE164 string) (Gran
 		CreatedAt:  now,
 		LastUsedAt: now,
 		ExpiresAt:  now.Add(s.ttl),
+		Platform:   nullable(d.Platform),
+		AppVersion: nullable(d.AppVersion),
 	}
 	if _, err := tx.NewInsert().Model(&sess).Exec(ctx); err != nil {
 		return Grant{}, fmt.Errorf("auth: creating session: %w", err)
@@ -388,8 +391,10 @@ var errRotationRaced = errors.New("auth: rotation raced")
 // the current pair again (a retry whose answer was lost). Any other use of
 // a rotated token revokes the whole session: one of the two holders is not
 // the user. Older ancestors are not remembered and only answer
-// ErrInvalidRefreshToken. Its limit check is recorded in the LimitChecks of
-// ctx.
+// ErrInvalidRefreshToken, and a revoked session is marked EndedTokenReuse.
+// The device of ctx (WithDevice), where it names a platform or app
+// version, replaces what the session had. Its limit check is recorded in
+// the LimitChecks of ctx.
 func (s *Service) Refresh(ctx context.Context, clientIP, refresh string) (Grant, error) {
 	if err := s.allow(ctx, ErrRateLimited, limiter.Check{Rule: s.limits.RefreshPerIP, Key: clientIP}); err != nil {
 		return Grant{}, err
@@ -416,6 +421,7 @@ func (s *Service) refresh(ctx context.Context, hash []byte) (Grant, error) {
 		g      Grant
 		reused bool
 	)
+	d := deviceOf(ctx)
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		now := dbTime(s.now())
 		var sess Session
@@ -435,6 +441,8 @@ func (s *Service) refresh(ctx context.Context, hash []byte) (Grant, error) {
 				Set("last_used_at = ?", now).
 				Set("expires_at = ?", now.Add(s.ttl)).
 				Set("grace_token = ?", s.sealer.seal(sess.ID, next, plain)).
+				Set("platform = COALESCE(?, platform)", nullable(d.Platform)).
+				Set("app_version = COALESCE(?, app_version)", nullable(d.AppVersion)).
 				Where("id = ?", sess.ID).
 				Where("token_hash = ?", hash).
 				Exec(ctx)
@@ -462,7 +470,7 @@ func (s *Service) refresh(ctx context.Context, hash []byte) (Grant, error) {
 					break
 				}
 			}
-			if err := revoke(ctx, tx, sess.ID, now); err != nil {
+			if err := revoke(ctx, tx, sess.ID, now, EndedTokenReuse); err != nil {
 				return err
 			}
 			reused = true
@@ -484,9 +492,11 @@ func (s *Service) refresh(ctx context.Context, hash []byte) (Grant, error) {
 	return g, nil
 }
 
-func revoke(ctx context.Context, db bun.IDB, id uuid.UUID, now time.Time) error {
+// revoke ends session id at now for reason (an Ended constant).
+func revoke(ctx context.Context, db bun.IDB, id uuid.UUID, now time.Time, reason string) error {
 	_, err := db.NewUpdate().Model((*Session)(nil)).
 		Set("revoked_at = ?", now).
+		Set("ended_reason = ?", reason).
 		Set("grace_token = NULL").
 		Where("id = ?", id).
 		Where("revoked_at IS NULL").
@@ -508,6 +518,7 @@ func (s *Service) Logout(ctx context.Context, refresh string) (bool, error) {
 	now := dbTime(s.now())
 	res, err := s.db.NewUpdate().Model((*Session)(nil)).
 		Set("revoked_at = ?", now).
+		Set("ended_reason = ?", EndedSignedOut).
 		Set("grace_token = NULL").
 		Where("token_hash = ? OR parent_hash = ?", hash, hash).
 		Where("revoked_at IS NULL").

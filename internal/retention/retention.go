@@ -1,6 +1,7 @@
 // Package retention deletes the rows SOUL no longer needs, so that what the
 // README's "Privacy" section promises about how long data is kept holds:
-// sessions that expired or were revoked, one-time codes past their expiry
+// sessions that expired, or ended more than auth.EndedKept ago (until then
+// the user's other devices list them as ended), one-time codes past their expiry
 // (each names a phone number, often of someone who never finished signing
 // in), and Idempotency-Key records older than a day.
 //
@@ -19,6 +20,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/mood"
 )
 
@@ -76,7 +78,9 @@ func (c Counts) Total() int64 {
 	return n
 }
 
-// Sweep deletes, as of now: sessions past expires_at or revoked; one-time
+// Sweep deletes, as of now: open sessions past expires_at, and sessions
+// revoked auth.EndedKept ago or longer (an ended session is listed for
+// that while, whatever its expiry); one-time
 // codes past expires_at; Idempotency-Key records older than
 // mood.IdempotencyTTL. It returns what it deleted, also when it stops
 // early on an error (a cancelled ctx, a statement timeout).
@@ -108,9 +112,10 @@ func Sweep(ctx context.Context, db bun.IDB, now time.Time, opts Options) (Counts
 func statement(kind string, now time.Time, batch int64) (string, []any) {
 	switch kind {
 	case Sessions:
-		return `DELETE FROM sessions WHERE (expires_at <= ? OR revoked_at IS NOT NULL) AND id IN (
-			SELECT id FROM sessions WHERE expires_at <= ? OR revoked_at IS NOT NULL LIMIT ?)`,
-			[]any{now, now, batch}
+		ended := now.Add(-auth.EndedKept)
+		return `DELETE FROM sessions WHERE ((revoked_at IS NULL AND expires_at <= ?) OR revoked_at <= ?) AND id IN (
+			SELECT id FROM sessions WHERE (revoked_at IS NULL AND expires_at <= ?) OR revoked_at <= ? LIMIT ?)`,
+			[]any{now, ended, now, ended, batch}
 	case OTPChallenges:
 		return `DELETE FROM otp_challenges WHERE expires_at <= ? AND phone IN (
 			SELECT phone FROM otp_challenges WHERE expires_at <= ? LIMIT ?)`,

@@ -98,12 +98,19 @@ func TestSweepDeletesWhatExpiredAndKeepsTheRest(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, db *bun.DB) {
 		user := newUser(t, db, "+447400123456")
 		revokedAt := now.Add(-time.Minute)
+		endedLongAgo := now.Add(-auth.EndedKept)
 		live := session(user, now.Add(time.Microsecond), nil)
+		// Ended a minute ago: still listed to the user's other devices,
+		// also once past its expiry.
+		ended := session(user, now.Add(time.Hour), &revokedAt)
+		endedExpired := session(user, now.Add(-time.Second), &revokedAt)
 		insert(t, db,
 			live,
+			ended,
+			endedExpired,
 			session(user, now, nil), // expires this instant
 			session(user, now.Add(-time.Second), nil), // expired
-			session(user, now.Add(time.Hour), &revokedAt),
+			session(user, now.Add(time.Hour), &endedLongAgo),
 			challenge("+447400000001", now.Add(time.Second)), // live
 			challenge("+447400000002", now),
 			challenge("+447400000003", now.Add(-time.Hour)),
@@ -120,8 +127,10 @@ func TestSweepDeletesWhatExpiredAndKeepsTheRest(t *testing.T) {
 		if fmt.Sprint(counts) != fmt.Sprint(want) {
 			t.Errorf("deleted %v, want %v", counts, want)
 		}
-		if got := column(t, db, "SELECT CAST(id AS TEXT) FROM sessions"); !slices.Equal(got, []string{live.ID.String()}) {
-			t.Errorf("sessions left %v, want only the live one %s", got, live.ID)
+		keep := []string{live.ID.String(), ended.ID.String(), endedExpired.ID.String()}
+		slices.Sort(keep)
+		if got := column(t, db, "SELECT CAST(id AS TEXT) FROM sessions"); !slices.Equal(got, keep) {
+			t.Errorf("sessions left %v, want the live one and the recently ended ones %v", got, keep)
 		}
 		if got := column(t, db, "SELECT phone FROM otp_challenges"); !slices.Equal(got, []string{"+447400000001"}) {
 			t.Errorf("codes left %v", got)
