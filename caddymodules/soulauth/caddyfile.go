@@ -2,6 +2,7 @@ package soulauth
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -9,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/soulapp/soul/internal/phone"
 )
 
 func init() {
@@ -23,13 +26,18 @@ func init() {
 //		test_numbers [<+number=code,...>]
 //		test_numbers_valid_until [<rfc3339>]
 //		refresh_token_expire_days [<1-365>]
+//		allowed_countries [<CC,...> ...]
+//		send_budget_hourly [<count>]
+//		send_budget_hourly_per_country [<count>]
 //		limit <rule> <count> <window>
 //	}
 //
 // otp_provider names a soul.otp_providers module (twilio_verify, local)
 // and its block; without it, codes are local (DEV_MODE only). limit
 // overrides one sign-in rate limit (otp_request, otp_send, otp_send_day,
-// otp_verify, otp_attempts, refresh); it may repeat. A setting without a
+// otp_verify, otp_attempts, refresh, otp_budget, otp_budget_country); it
+// may repeat. allowed_countries takes ISO 3166-1 alpha-2 codes, separated
+// by commas or given as several arguments, checked here. A setting without a
 // value keeps its default, so `refresh_token_expire_days
 // {$REFRESH_TOKEN_EXPIRE_DAYS}` may expand to nothing.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -81,6 +89,30 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("REFRESH_TOKEN_EXPIRE_DAYS must be a whole number from 1 to 365, not %q", v)
 			}
 			h.RefreshTokenExpireDays = n
+		case "allowed_countries":
+			countries, err := phone.ParseCountries(strings.Join(d.RemainingArgs(), ","))
+			if err != nil {
+				return d.Errf("OTP_ALLOWED_COUNTRIES: %v", err)
+			}
+			h.AllowedCountries = countries
+		case "send_budget_hourly", "send_budget_hourly_per_country":
+			name := d.Val()
+			v, err := optionalArg(d)
+			if err != nil {
+				return err
+			}
+			if v == "" {
+				continue
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return d.Errf("%s must be a whole number of 1 or more, not %q", strings.ToUpper("OTP_"+name), v)
+			}
+			if name == "send_budget_hourly" {
+				h.SendBudgetHourly = n
+			} else {
+				h.SendBudgetHourlyPerCountry = n
+			}
 		case "limit":
 			args := d.RemainingArgs()
 			if len(args) != 3 {

@@ -63,8 +63,20 @@ type Handler struct {
 	// default 30.
 	RefreshTokenExpireDays int `json:"refresh_token_expire_days,omitempty"`
 	// Overrides of the sign-in rate limits, by rule name: otp_request,
-	// otp_send, otp_send_day, otp_verify, otp_attempts, refresh.
+	// otp_send, otp_send_day, otp_verify, otp_attempts, refresh,
+	// otp_budget, otp_budget_country.
 	Limits map[string]Limit `json:"limits,omitempty"`
+	// The countries codes may be sent to, ISO 3166-1 alpha-2 codes; empty
+	// is all. A number of any other country is refused before any send
+	// (422 phone_country_not_allowed); test numbers are not. Known codes
+	// only: a typo stops the start. OTP_ALLOWED_COUNTRIES.
+	AllowedCountries []string `json:"allowed_countries,omitempty"`
+	// Codes sent per hour by all replicas together, and to one country:
+	// the SMS budget (otp_budget, otp_budget_country), past which code
+	// requests answer 429 sms_budget_exhausted. OTP_SEND_BUDGET_HOURLY,
+	// default 1000; OTP_SEND_BUDGET_HOURLY_PER_COUNTRY, default 200.
+	SendBudgetHourly           int `json:"send_budget_hourly,omitempty"`
+	SendBudgetHourlyPerCountry int `json:"send_budget_hourly_per_country,omitempty"`
 
 	app     *soul.App
 	service *auth.Service
@@ -96,6 +108,21 @@ func (h *Handler) limits() (auth.Limits, error) {
 			return l, fmt.Errorf("soul_auth: limit %s: want a count of 1 or more and a positive window", name)
 		}
 		r.Limit, r.Window = o.Count, time.Duration(o.Window)
+	}
+	for _, b := range []struct {
+		n    int
+		rule *limiter.Rule
+		env  string
+	}{
+		{h.SendBudgetHourly, &l.SendBudget, "OTP_SEND_BUDGET_HOURLY"},
+		{h.SendBudgetHourlyPerCountry, &l.SendBudgetPerCountry, "OTP_SEND_BUDGET_HOURLY_PER_COUNTRY"},
+	} {
+		switch {
+		case b.n < 0:
+			return l, fmt.Errorf("soul_auth: %s must be a whole number of 1 or more", b.env)
+		case b.n > 0:
+			b.rule.Limit, b.rule.Window = b.n, time.Hour
+		}
 	}
 	return l, nil
 }
@@ -155,17 +182,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	countries, err := phone.ParseCountries(strings.Join(h.AllowedCountries, ","))
+	if err != nil {
+		return fmt.Errorf("soul_auth: OTP_ALLOWED_COUNTRIES: %w", err)
+	}
 	lim := app.Limiter()
 	h.service, err = auth.NewService(auth.Config{
-		DB:          app.DB(),
-		Issuer:      app.Issuer(),
-		Provider:    provider,
-		Limiter:     lim,
-		Limits:      limits,
-		TestNumbers: tests,
-		RefreshTTL:  refreshTTL,
-		SealKeys:    sealKeys,
-		Preview:     app.DevMode(),
+		DB:               app.DB(),
+		Issuer:           app.Issuer(),
+		Provider:         provider,
+		Limiter:          lim,
+		Limits:           limits,
+		TestNumbers:      tests,
+		AllowedCountries: countries,
+		RefreshTTL:       refreshTTL,
+		SealKeys:         sealKeys,
+		Preview:          app.DevMode(),
 	})
 	if err != nil {
 		return err
@@ -174,6 +206,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger.Info("sign-in ready",
 		zap.String("otp_provider", provider.Name()),
 		zap.Int("otp_test_numbers", tests.Len()),
+		zap.Strings("otp_allowed_countries", countries),
+		zap.Int("otp_send_budget_hourly", limits.SendBudget.Limit),
+		zap.Int("otp_send_budget_hourly_per_country", limits.SendBudgetPerCountry.Limit),
 		zap.String("rate_limit_storage", lim.Storage()))
 	return nil
 }

@@ -100,6 +100,26 @@ func TestTwilio(t *testing.T) {
 				script(phone, twiliotest.Phone{Start: &twiliotest.InvalidParameter})
 				soultest.WantProblem(t, request(phone), http.StatusUnprocessableEntity, "invalid_phone")
 			})
+			// Fraud Guard and Geo Permissions refuse the number, not the
+			// request: another try would not help.
+			for _, f := range []twiliotest.Failure{twiliotest.FraudGuardBlocked, twiliotest.GeoPermissionBlocked} {
+				t.Run(fmt.Sprintf("%d not supported", f.Code), func(t *testing.T) {
+					phone := newPhone()
+					script(phone, twiliotest.Phone{Start: &f})
+					soultest.WantProblem(t, request(phone), http.StatusUnprocessableEntity, "phone_not_supported")
+				})
+			}
+			t.Run("60212 concurrent", func(t *testing.T) {
+				phone := newPhone()
+				script(phone, twiliotest.Phone{Start: &twiliotest.TooManyConcurrent})
+				resp := request(phone)
+				soultest.WantProblem(t, resp, http.StatusTooManyRequests, "rate_limited")
+				if resp.Header.Get("Retry-After") == "" {
+					t.Fatal("no Retry-After")
+				}
+				script(phone, twiliotest.Phone{Check: &twiliotest.TooManyConcurrent})
+				soultest.WantProblem(t, verify(phone, right[phone]), http.StatusTooManyRequests, "rate_limited")
+			})
 			t.Run("60203 max sends", func(t *testing.T) {
 				phone := newPhone()
 				script(phone, twiliotest.Phone{Start: &twiliotest.MaxSendsReached})

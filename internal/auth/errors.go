@@ -19,11 +19,19 @@ var (
 	ErrInvalidRefreshToken = errors.New("auth: refresh token invalid, expired or revoked")
 	// ErrRefreshReused is an ErrInvalidRefreshToken that revoked its session.
 	ErrRefreshReused = errors.New("auth: refresh token reused; session revoked")
-	ErrNotFound      = errors.New("auth: not found")
-	ErrLimitsKept    = errors.New("auth: account deleted but rate-limit entries kept")
+	// ErrCountryNotAllowed is a number outside OTP_ALLOWED_COUNTRIES.
+	ErrCountryNotAllowed = errors.New("auth: phone country not allowed")
+	// ErrPhoneNotSupported is a number the provider will not send to:
+	// Twilio's Fraud Guard or Geo Permissions.
+	ErrPhoneNotSupported = errors.New("auth: phone number not supported by the SMS provider")
+	// ErrBudgetExhausted is a code request past the SMS budget (the
+	// global or the country's), answered with a RetryError.
+	ErrBudgetExhausted = errors.New("auth: SMS budget exhausted")
+	ErrNotFound        = errors.New("auth: not found")
+	ErrLimitsKept      = errors.New("auth: account deleted but rate-limit entries kept")
 )
 
-// RetryError is ErrRateLimited or ErrTooManyAttempts with the time after
+// RetryError is ErrRateLimited, ErrTooManyAttempts or ErrBudgetExhausted with the time after
 // which trying again can succeed.
 type RetryError struct {
 	Err        error

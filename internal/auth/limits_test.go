@@ -45,7 +45,8 @@ func TestLimitsRules(t *testing.T) {
 // one under a per-user policy too. Then it deletes the account from
 // another process sharing the Redis, whose limiter has checked nothing
 // yet, as after a restart, and wants no entry of the account's phone or
-// user left, and those of the client's address kept.
+// user left, and those of the client's address and of the SMS budget
+// kept.
 func TestDeleteUserForgetsAccountLimits(t *testing.T) {
 	client := testservices.RedisClient(t, testservices.RedisURL(t))
 	ctx := context.Background()
@@ -104,7 +105,10 @@ func TestDeleteUserForgetsAccountLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	keyOf := map[auth.Subject]string{auth.SubjectIP: ip, auth.SubjectPhone: phone, auth.SubjectUser: user}
+	keyOf := map[auth.Subject]string{
+		auth.SubjectIP: ip, auth.SubjectPhone: phone, auth.SubjectUser: user,
+		auth.SubjectGlobal: auth.GlobalKey, auth.SubjectCountry: auth.CountryKey("GB"),
+	}
 	type entry struct{ rule, key string }
 	forgotten := []entry{{policy.Name, before.StorageKey(policy.Name, user)}}
 	var kept []entry
@@ -122,9 +126,12 @@ func TestDeleteUserForgetsAccountLimits(t *testing.T) {
 		if !exists(e.key) {
 			t.Errorf("%s holds no entry for the %s: use it in this test", r.Name, r.Subject)
 		}
-		if r.Subject == auth.SubjectIP {
+		switch r.Subject {
+		case auth.SubjectIP, auth.SubjectGlobal, auth.SubjectCountry:
+			// Not the account's: the SMS budget, above all, must not
+			// get back what an account spent by deleting it.
 			kept = append(kept, e)
-		} else {
+		default:
 			forgotten = append(forgotten, e)
 		}
 	}

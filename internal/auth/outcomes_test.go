@@ -8,6 +8,7 @@ import (
 
 	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/problem"
+	"github.com/soulapp/soul/internal/twilio"
 )
 
 func TestOutcomeOf(t *testing.T) {
@@ -19,6 +20,11 @@ func TestOutcomeOf(t *testing.T) {
 		{fmt.Errorf("normalizing: %w", ErrInvalidPhone), "invalid_phone", "invalid_phone", metrics.ResultInvalidPhone},
 		{&RetryError{Err: ErrTooManyAttempts}, "too_many_attempts", "too_many_attempts", metrics.ResultTooManyTries},
 		{&RetryError{Err: ErrRateLimited}, "rate_limited", "rate_limited", metrics.ResultLimited},
+		{ErrCountryNotAllowed, "phone_country_not_allowed", "phone_country_not_allowed", metrics.ResultCountryNotAllowed},
+		{twilioError(&twilio.Error{Status: 403, Code: twilio.CodeFraudGuardBlocked}), "phone_not_supported", "phone_not_supported", metrics.ResultNotSupported},
+		{twilioError(&twilio.Error{Status: 403, Code: twilio.CodeGeoPermission}), "phone_not_supported", "phone_not_supported", metrics.ResultNotSupported},
+		{twilioError(&twilio.Error{Status: 429, Code: twilio.CodeTooManyConcurrent}), "rate_limited", "rate_limited", metrics.ResultLimited},
+		{&RetryError{Err: ErrBudgetExhausted}, "sms_budget_exhausted", "sms_budget_exhausted", metrics.ResultBudgetExhausted},
 		{fmt.Errorf("%w: %w", ErrProviderUnavailable, errors.New("timeout")), "sms_provider_unavailable", "sms_provider_unavailable", metrics.ResultProviderError},
 		// A reuse is also an invalid token: it is answered as one and
 		// counted apart.
@@ -39,6 +45,11 @@ func TestOutcomeOf(t *testing.T) {
 		if Reason(err) != "error" {
 			t.Errorf("Reason(%v) = %q", err, Reason(err))
 		}
+	}
+	// Too many concurrent requests at Twilio is answered with a time to retry.
+	var re *RetryError
+	if err := twilioError(&twilio.Error{Status: 429, Code: twilio.CodeTooManyConcurrent}); !errors.As(err, &re) || re.RetryAfter <= 0 {
+		t.Errorf("60212 = %v, want a RetryError with a time", err)
 	}
 	if Result(nil) != metrics.ResultOK || Result(errors.New("x")) != metrics.ResultError {
 		t.Error("Result of nil or of an unknown error")

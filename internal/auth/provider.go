@@ -193,6 +193,13 @@ func twilioError(err error) error {
 		return &RetryError{Err: ErrTooManyAttempts, RetryAfter: twilioRetry}
 	case twilio.KindExpired:
 		return ErrCodeExpired
+	case twilio.KindNotSupported:
+		return ErrPhoneNotSupported
+	case twilio.KindConcurrent:
+		// Another request for the phone is in flight at Twilio. A code
+		// request has already started the phone's cooldown, so a retry
+		// comes no sooner; a check may retry sooner, and loses nothing.
+		return &RetryError{Err: ErrRateLimited, RetryAfter: otp.SendCooldown}
 	case twilio.KindUnavailable:
 		return fmt.Errorf("%w: %w", ErrProviderUnavailable, err)
 	}

@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 
 	"github.com/soulapp/soul/internal/limiter"
+	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/otp"
 	"github.com/soulapp/soul/internal/phone"
 	"github.com/soulapp/soul/internal/token"
@@ -37,7 +39,18 @@ type Limits struct {
 	VerifyPerIP     limiter.Rule `subject:"ip"`    // codes tried, per client IP
 	AttemptsPerCode limiter.Rule `subject:"phone"` // tries per phone before its code is burned
 	RefreshPerIP    limiter.Rule `subject:"ip"`    // refreshes per client IP
+	// The SMS budget: codes sent by all replicas together, and to one
+	// country. They stop SMS pumping (codes requested to premium-rate
+	// numbers, paid per SMS) that spreads over many addresses and numbers.
+	SendBudget           limiter.Rule `subject:"global"`
+	SendBudgetPerCountry limiter.Rule `subject:"country"`
 }
+
+// The default SMS budget, per hour. See README "SMS pumping".
+const (
+	DefaultSendBudgetHourly           = 1000
+	DefaultSendBudgetHourlyPerCountry = 200
+)
 
 // DefaultLimits are the sign-in limits a server applies where its
 // configuration does not override them (soul_auth's limit).
@@ -49,6 +62,9 @@ func DefaultLimits() Limits {
 		VerifyPerIP:     limiter.Rule{Name: "otp_verify", Limit: 10, Window: 5 * time.Minute},
 		AttemptsPerCode: limiter.Rule{Name: "otp_attempts", Limit: otp.MaxAttempts, Window: otp.CodeTTL},
 		RefreshPerIP:    limiter.Rule{Name: "refresh", Limit: 10, Window: time.Minute},
+		SendBudget:      limiter.Rule{Name: "otp_budget", Limit: DefaultSendBudgetHourly, Window: time.Hour},
+		SendBudgetPerCountry: limiter.Rule{Name: "otp_budget_country", Limit: DefaultSendBudgetHourlyPerCountry,
+			Window: time.Hour},
 	}
 }
 
@@ -65,16 +81,32 @@ const (
 	// SubjectUser is a signed-in user, named by UserSubject as in
 	// soul_rate_limit's per-user policies.
 	SubjectUser Subject = "user"
+	// SubjectGlobal is every request alike (GlobalKey): the whole
+	// service's budget. No account's, so kept by DeleteUser.
+	SubjectGlobal Subject = "global"
+	// SubjectCountry is the country a code goes to (CountryKey). No
+	// account's, so kept by DeleteUser.
+	SubjectCountry Subject = "country"
 )
+
+// GlobalKey is the one limiter key of the rules keyed on SubjectGlobal.
+const GlobalKey = "all"
+
+// CountryKey is the limiter key of a country (phone.Country: an ISO
+// 3166-1 alpha-2 code, or phone.NoCountry) under the rules keyed on
+// SubjectCountry.
+func CountryKey(country string) string { return "country:" + country }
 
 // accountKey is, for each subject, the limiter key an account's entries
 // have under the rules keyed on it, which DeleteUser forgets; nil for a
 // subject that is not the account's. A subject missing here is refused by
 // Rules.
 var accountKey = map[Subject]func(User) string{
-	SubjectIP:    nil,
-	SubjectPhone: func(u User) string { return u.Phone },
-	SubjectUser:  func(u User) string { return UserSubject(u.ID.String()) },
+	SubjectIP:      nil,
+	SubjectGlobal:  nil,
+	SubjectCountry: nil,
+	SubjectPhone:   func(u User) string { return u.Phone },
+	SubjectUser:    func(u User) string { return UserSubject(u.ID.String()) },
 }
 
 // KeyedRule is one rule of Limits and what its checks are keyed on.
@@ -136,8 +168,12 @@ type Config struct {
 	Provider Provider
 	Limiter  *limiter.Limiter
 	Limits   Limits
-	// TestNumbers sign in with fixed codes and skip the provider.
+	// TestNumbers sign in with fixed codes and skip the provider, the
+	// allowed countries and the SMS budget.
 	TestNumbers otp.TestNumbers
+	// AllowedCountries are the countries (ISO 3166-1 alpha-2, as
+	// phone.ParseCountries gives them) codes may be sent to; empty is all.
+	AllowedCountries []string
 	// RefreshTTL is the lifetime of a refresh token; each rotation starts
 	// it again.
 	RefreshTTL time.Duration
@@ -158,6 +194,7 @@ type Service struct {
 	limiter  *limiter.Limiter
 	limits   Limits
 	tests    otp.TestNumbers
+	allowed  map[string]bool
 	ttl      time.Duration
 	sealer   *sealer
 	preview  bool
@@ -185,6 +222,17 @@ func NewService(cfg Config) (*Service, error) {
 			return nil, err
 		}
 	}
+	var allowed map[string]bool
+	if len(cfg.AllowedCountries) > 0 {
+		list, err := phone.ParseCountries(strings.Join(cfg.AllowedCountries, ","))
+		if err != nil {
+			return nil, fmt.Errorf("auth: allowed countries: %w", err)
+		}
+		allowed = make(map[string]bool, len(list))
+		for _, c := range list {
+			allowed[c] = true
+		}
+	}
 	if cfg.RefreshTTL <= 0 {
 		cfg.RefreshTTL = 30 * 24 * time.Hour
 	}
@@ -193,7 +241,7 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		db: cfg.DB, issuer: cfg.Issuer, provider: cfg.Provider, limiter: cfg.Limiter,
-		limits: cfg.Limits, tests: cfg.TestNumbers, ttl: cfg.RefreshTTL, sealer: s,
+		limits: cfg.Limits, tests: cfg.TestNumbers, allowed: allowed, ttl: cfg.RefreshTTL, sealer: s,
 		preview: cfg.Preview, now: cfg.Now,
 	}, nil
 }
@@ -226,21 +274,37 @@ type CodeSent struct {
 
 // RequestCode sends a code to phoneE164 (see NormalizePhone) for a client
 // at clientIP. The answer does not depend on whether the phone has an
-// account. Its limit checks are recorded in the LimitChecks of ctx.
+// account. A number outside the allowed countries is ErrCountryNotAllowed
+// before any check; past the SMS budget, ErrBudgetExhausted. A test number
+// sends nothing, so neither applies to it. Its limit checks are recorded
+// in the LimitChecks of ctx.
 func (s *Service) RequestCode(ctx context.Context, clientIP, phoneE164 string) (CodeSent, error) {
+	_, test := s.tests.Lookup(phoneE164, s.now())
+	checks := []limiter.Check{
+		{Rule: s.limits.RequestPerIP, Key: clientIP},
+		{Rule: s.limits.SendPerPhone, Key: phoneE164},
+		{Rule: s.limits.SendPerDay, Key: phoneE164},
+	}
+	if !test {
+		country := phone.Country(phoneE164)
+		if s.allowed != nil && !s.allowed[country] {
+			return CodeSent{}, ErrCountryNotAllowed
+		}
+		checks = append(checks,
+			limiter.Check{Rule: s.limits.SendBudget, Key: GlobalKey},
+			limiter.Check{Rule: s.limits.SendBudgetPerCountry, Key: CountryKey(country)})
+	}
 	// Counted before the send, and kept when the send fails: the provider
 	// may have sent the SMS before its answer was lost, and a provider in
 	// trouble, or a number it refuses, must not be retried at the client's
-	// pace and at the provider's price.
-	if err := s.allow(ctx, ErrRateLimited,
-		limiter.Check{Rule: s.limits.RequestPerIP, Key: clientIP},
-		limiter.Check{Rule: s.limits.SendPerPhone, Key: phoneE164},
-		limiter.Check{Rule: s.limits.SendPerDay, Key: phoneE164},
-	); err != nil {
+	// pace and at the provider's price. All checks count together or not
+	// at all, so a request refused by the budget keeps the phone's
+	// cooldown, and one refused by the cooldown spends no budget.
+	if err := s.allowSend(ctx, checks); err != nil {
 		return CodeSent{}, err
 	}
 	sent := CodeSent{ExpiresIn: otp.CodeTTL}
-	if _, ok := s.tests.Lookup(phoneE164, s.now()); !ok {
+	if !test {
 		preview, err := s.provider.Send(ctx, phoneE164)
 		if err != nil {
 			return CodeSent{}, err
@@ -254,6 +318,48 @@ func (s *Service) RequestCode(ctx context.Context, clientIP, phoneE164 string) (
 		return CodeSent{}, err
 	}
 	return sent, nil
+}
+
+// allowSend is allow for a code request, whose first three checks are the
+// client's and the phone's and any others the SMS budget. A refusal by the
+// client's or the phone's rules is ErrRateLimited, as before the budget
+// existed, whatever the budget says; one by the budget alone is
+// ErrBudgetExhausted, counted in soul_otp_budget_refusals_total under the
+// scope of the budget rule reported.
+func (s *Service) allowSend(ctx context.Context, checks []limiter.Check) error {
+	res, err := s.limiter.AllowAll(ctx, checks...)
+	if err != nil {
+		return err
+	}
+	record(ctx, res.Decisions...)
+	if res.Allowed {
+		return nil
+	}
+	own := limiter.Result{Decisions: res.Decisions[:3]}
+	for _, d := range own.Decisions {
+		if !d.Allowed {
+			own.RetryAfter = max(own.RetryAfter, d.RetryAfter)
+		}
+	}
+	if !allAllowed(own.Decisions) {
+		return limited(ErrRateLimited, own)
+	}
+	d := limiter.Result{Decisions: res.Decisions[3:]}.Tightest()
+	scope := metrics.ScopeCountry
+	if d.Rule.Name == s.limits.SendBudget.Name {
+		scope = metrics.ScopeGlobal
+	}
+	metrics.OTPBudgetRefusals.WithLabelValues(scope).Inc()
+	return &RetryError{Err: ErrBudgetExhausted, RetryAfter: res.RetryAfter, Decision: &d}
+}
+
+func allAllowed(ds []limiter.Decision) bool {
+	for _, d := range ds {
+		if !d.Allowed {
+			return false
+		}
+	}
+	return true
 }
 
 // Grant is what a successful sign-in or refresh hands the client.

@@ -30,14 +30,31 @@ const (
 	ResultInvalid       = "invalid"
 	ResultReused        = "reused"
 	ResultError         = "error"
+
+	ResultCountryNotAllowed = "country_not_allowed"
+	ResultNotSupported      = "not_supported"
+	ResultBudgetExhausted   = "budget_exhausted"
+)
+
+// Scopes of the SMS budget (soul_otp_budget_refusals_total).
+const (
+	ScopeGlobal  = "global"
+	ScopeCountry = "country"
 )
 
 var (
 	// OTPSends counts code requests by result.
 	OTPSends = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "otp_sends_total",
-		Help: "Sign-in code requests by result (ok, invalid_phone, limited, provider_error, error).",
+		Help: "Sign-in code requests by result (ok, invalid_phone, country_not_allowed, not_supported, limited, budget_exhausted, provider_error, error).",
 	}, []string{"result"})
+	// OTPBudgetRefusals counts code requests refused by the SMS budget, by
+	// the scope of the budget that refused: global or country. The country
+	// itself is never a label.
+	OTPBudgetRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "otp_budget_refusals_total",
+		Help: "Sign-in code requests refused by the SMS budget, by scope (global, country).",
+	}, []string{"scope"})
 	// OTPChecks counts code verifications by result.
 	OTPChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "otp_checks_total",
@@ -79,7 +96,14 @@ var (
 	}, []string{"result"})
 )
 
-var all = []prometheus.Collector{OTPSends, OTPChecks, Refreshes, RateLimitDecisions, RedisErrors, ErrorReports, RetentionDeleted, RetentionSweeps,
+func init() {
+	// Both scopes are exported from the start, at 0, so that the first
+	// refusal is an increase an alert sees.
+	OTPBudgetRefusals.WithLabelValues(ScopeGlobal)
+	OTPBudgetRefusals.WithLabelValues(ScopeCountry)
+}
+
+var all = []prometheus.Collector{OTPSends, OTPBudgetRefusals, OTPChecks, Refreshes, RateLimitDecisions, RedisErrors, ErrorReports, RetentionDeleted, RetentionSweeps,
 	limiterSum("rate_limit_fallbacks_total", prometheus.CounterValue,
 		"Rate-limit checks answered from per-instance memory because Redis was down.",
 		func(l LimiterStats) float64 { return float64(l.Fallbacks()) }),

@@ -27,6 +27,9 @@ func TestDecodeResponse(t *testing.T) {
 		{"60202", 429, `{"code":60202,"message":"Max check attempts reached","status":429}`, "", KindTooManyAttempts, 60202, true},
 		{"60203", 429, `{"code":60203,"message":"Max send attempts reached","status":429}`, "", KindTooManyAttempts, 60203, true},
 		{"20404", 404, `{"code":20404,"message":"The requested resource was not found","status":404}`, "", KindExpired, 20404, true},
+		{"60410 fraud guard", 403, `{"code":60410,"message":"Verification delivery attempt blocked","status":403}`, "", KindNotSupported, 60410, true},
+		{"60605 geo permissions", 403, `{"code":60605,"message":"Verification delivery attempt blocked","status":403}`, "", KindNotSupported, 60605, true},
+		{"60212 concurrent", 429, `{"code":60212,"message":"Too many concurrent requests for phone number","status":429}`, "", KindConcurrent, 60212, true},
 		{"20429 throttling", 429, `{"code":20429,"message":"Too many requests","status":429}`, "", KindUnavailable, 20429, true},
 		{"500", 500, `{"code":20500,"message":"Internal Server Error","status":500}`, "", KindUnavailable, 20500, true},
 		{"503 html", 503, `<html>down</html>`, "", KindUnavailable, 0, true},
@@ -126,7 +129,7 @@ func FuzzDecodeResponse(f *testing.F) {
 			if v != (verification{}) {
 				t.Fatalf("error %v with a result %+v", err, v)
 			}
-			if k := KindOf(err); k < KindOther || k > KindUnavailable {
+			if k := KindOf(err); k < KindOther || k > KindConcurrent {
 				t.Fatalf("KindOf = %d", k)
 			}
 			_ = err.Error()

@@ -29,6 +29,13 @@ const (
 	KindExpired
 	// KindUnavailable is an outage: see ErrUnavailable. 502.
 	KindUnavailable
+	// KindNotSupported is a number Twilio will not send to: 60410, Fraud
+	// Guard blocked its prefix as suspected SMS pumping, or 60605, Geo
+	// Permissions do not allow its country. 422 phone_not_supported.
+	KindNotSupported
+	// KindConcurrent is 60212: too many concurrent requests for the phone.
+	// 429.
+	KindConcurrent
 )
 
 func (k Kind) String() string {
@@ -41,6 +48,10 @@ func (k Kind) String() string {
 		return "expired"
 	case KindUnavailable:
 		return "unavailable"
+	case KindNotSupported:
+		return "not_supported"
+	case KindConcurrent:
+		return "concurrent"
 	default:
 		return "other"
 	}
@@ -53,6 +64,12 @@ const (
 	CodeInvalidParameter = 60200
 	CodeMaxCheckAttempts = 60202
 	CodeMaxSendAttempts  = 60203
+	// https://www.twilio.com/docs/api/errors/60212
+	CodeTooManyConcurrent = 60212
+	// https://www.twilio.com/docs/api/errors/60410
+	CodeFraudGuardBlocked = 60410
+	// https://www.twilio.com/docs/api/errors/60605
+	CodeGeoPermission = 60605
 )
 
 // Error is an error answer from Twilio. Message is Twilio's text with the
@@ -81,6 +98,10 @@ func (e *Error) Kind() Kind {
 		return KindTooManyAttempts
 	case CodeNotFound:
 		return KindExpired
+	case CodeFraudGuardBlocked, CodeGeoPermission:
+		return KindNotSupported
+	case CodeTooManyConcurrent:
+		return KindConcurrent
 	}
 	// Twilio throttling our account (20429) is not the user's doing, so it is
 	// an outage rather than too many attempts.

@@ -122,6 +122,10 @@ func TestScriptedErrors(t *testing.T) {
 		{"max check attempts 60202", twiliotest.Phone{Check: &twiliotest.MaxChecksReached}, true, twilio.KindTooManyAttempts, 429, 60202, false},
 		{"max send attempts 60203", twiliotest.Phone{Start: &twiliotest.MaxSendsReached}, false, twilio.KindTooManyAttempts, 429, 60203, false},
 		{"not found 20404", twiliotest.Phone{Check: &twiliotest.NotFound}, true, twilio.KindExpired, 404, 20404, false},
+		{"fraud guard 60410", twiliotest.Phone{Start: &twiliotest.FraudGuardBlocked}, false, twilio.KindNotSupported, 403, 60410, false},
+		{"geo permissions 60605", twiliotest.Phone{Start: &twiliotest.GeoPermissionBlocked}, false, twilio.KindNotSupported, 403, 60605, false},
+		{"concurrent start 60212", twiliotest.Phone{Start: &twiliotest.TooManyConcurrent}, false, twilio.KindConcurrent, 429, 60212, false},
+		{"concurrent check 60212", twiliotest.Phone{Check: &twiliotest.TooManyConcurrent}, true, twilio.KindConcurrent, 429, 60212, false},
 		{"server error on start", twiliotest.Phone{Start: &twiliotest.InternalError}, false, twilio.KindUnavailable, 500, 20500, true},
 		{"server error on check", twiliotest.Phone{Check: &twiliotest.InternalError}, true, twilio.KindUnavailable, 500, 20500, true},
 	}

@@ -74,7 +74,17 @@ var (
 	MaxSendsReached  = Failure{http.StatusTooManyRequests, twilio.CodeMaxSendAttempts, "Max send attempts reached"}
 	NotFound         = Failure{http.StatusNotFound, twilio.CodeNotFound, "The requested resource was not found"}
 	InternalError    = Failure{http.StatusInternalServerError, 20500, "Internal Server Error"}
-	Unauthenticated  = Failure{http.StatusUnauthorized, 20003, "Authenticate"}
+	// Fraud Guard blocked the number's prefix as suspected SMS pumping
+	// (https://www.twilio.com/docs/api/errors/60410).
+	FraudGuardBlocked = Failure{http.StatusForbidden, twilio.CodeFraudGuardBlocked, "Verification delivery attempt blocked"}
+	// The Verify service's Geo Permissions do not allow the number's
+	// country (https://www.twilio.com/docs/api/errors/60605).
+	GeoPermissionBlocked = Failure{http.StatusForbidden, twilio.CodeGeoPermission,
+		"Verification delivery attempt blocked: the destination is not allowed by the service's geo permissions"}
+	// Another request for the same number is in flight
+	// (https://www.twilio.com/docs/api/errors/60212).
+	TooManyConcurrent = Failure{http.StatusTooManyRequests, twilio.CodeTooManyConcurrent, "Too many concurrent requests for phone number {To}"}
+	Unauthenticated   = Failure{http.StatusUnauthorized, 20003, "Authenticate"}
 )
 
 // Phone scripts the stand-in for one phone number (E.164, as sent in To).
