@@ -129,6 +129,7 @@ func TestStartRefusals(t *testing.T) {
 		{"production without anything", []string{"DEV_MODE=false"}, "Caddyfile", "DATABASE_URL is required", false, false},
 		{"wildcard CORS in production", production("CORS_ORIGINS=*"), "Caddyfile", "the origin * is allowed only when DEV_MODE=true", false, true},
 		{"bad DEV_MODE", []string{"DEV_MODE=perhaps"}, "Caddyfile", "DEV_MODE must be true or false", false, false},
+		{"unknown country in OTP_ALLOWED_COUNTRIES", []string{"DEV_MODE=true", "OTP_ALLOWED_COUNTRIES=GB,UK"}, "Caddyfile", `\"UK\" is not an ISO 3166-1 alpha-2`, false, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

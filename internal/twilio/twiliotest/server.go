@@ -75,14 +75,16 @@ var (
 	NotFound         = Failure{http.StatusNotFound, twilio.CodeNotFound, "The requested resource was not found"}
 	InternalError    = Failure{http.StatusInternalServerError, 20500, "Internal Server Error"}
 	// Fraud Guard blocked the number's prefix as suspected SMS pumping
-	// (https://www.twilio.com/docs/api/errors/60410).
+	// (https://www.twilio.com/docs/api/errors/60410). That page names no
+	// HTTP status; 403 is assumed, as for 60605, whose page says 403. The
+	// backend goes by the code, not the status.
 	FraudGuardBlocked = Failure{http.StatusForbidden, twilio.CodeFraudGuardBlocked, "Verification delivery attempt blocked"}
 	// The Verify service's Geo Permissions do not allow the number's
-	// country (https://www.twilio.com/docs/api/errors/60605).
+	// country (https://www.twilio.com/docs/api/errors/60605: HTTP 403).
 	GeoPermissionBlocked = Failure{http.StatusForbidden, twilio.CodeGeoPermission,
 		"Verification delivery attempt blocked: the destination is not allowed by the service's geo permissions"}
 	// Another request for the same number is in flight
-	// (https://www.twilio.com/docs/api/errors/60212).
+	// (https://www.twilio.com/docs/api/errors/60212: HTTP 429).
 	TooManyConcurrent = Failure{http.StatusTooManyRequests, twilio.CodeTooManyConcurrent, "Too many concurrent requests for phone number {To}"}
 	Unauthenticated   = Failure{http.StatusUnauthorized, 20003, "Authenticate"}
 )
