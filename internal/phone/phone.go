@@ -30,7 +30,9 @@ func Normalize(raw string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !phonenumbers.IsValidNumber(n) {
+	// Valid and diallable in full from abroad: the library calls some
+	// seven-digit +1 numbers valid that are only possible locally.
+	if !phonenumbers.IsValidNumber(n) || !possible(n) {
 		return "", fmt.Errorf("%w: not a valid number", ErrInvalid)
 	}
 	return format(n, true)
@@ -113,7 +115,7 @@ func format(n *phonenumbers.PhoneNumber, strict bool) (string, error) {
 	if err != nil || phonenumbers.Format(again, phonenumbers.E164) != out {
 		return "", fmt.Errorf("%w: ambiguous", ErrInvalid)
 	}
-	if strict && !phonenumbers.IsValidNumber(again) {
+	if strict && (!phonenumbers.IsValidNumber(again) || !possible(again)) {
 		return "", fmt.Errorf("%w: ambiguous", ErrInvalid)
 	}
 	if !strict && !possible(again) {
