@@ -581,6 +581,17 @@ func (c *apiClient) signInFlow(s signer, note string) (out flowOutcome) {
 		},
 		func() *stepFailure {
 			start := time.Now()
+			a := c.do("sessions", http.MethodGet, soulauth.PathSessions, first, nil)
+			if f := a.expect("sessions", start, http.StatusOK); f != nil {
+				return f
+			}
+			if !bytes.Contains(a.body, []byte(`"current":true`)) {
+				return a.failure("sessions", start, http.StatusOK, errors.New("the caller's session is not listed as current"))
+			}
+			return nil
+		},
+		func() *stepFailure {
+			start := time.Now()
 			a := c.send("mood", moodRequest(c.base, first, note))
 			if f := a.expect("mood", start, http.StatusCreated); f != nil {
 				return f
@@ -844,7 +855,7 @@ func (c *tally) sent() int64 {
 }
 
 // stepOrder is the order steps are printed in; others follow by name.
-var stepOrder = []string{"otp_request", "verify", "me", "mood", "moods", "export", "refresh", "logout", "me_after_logout", "delete_me"}
+var stepOrder = []string{"otp_request", "verify", "me", "sessions", "mood", "moods", "export", "refresh", "logout", "me_after_logout", "delete_me"}
 
 // String prints step=status:count,status:count for each step, status 0
 // as "none".
