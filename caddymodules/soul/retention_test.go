@@ -29,11 +29,14 @@ func TestAppSweepsExpiredRows(t *testing.T) {
 			before := counter(t, metrics.RetentionDeleted.WithLabelValues(retention.Sessions))
 			now := time.Now().UTC()
 			user := auth.User{ID: uuid.New(), Phone: "+447400123456", CreatedAt: now}
-			revoked := now.Add(-time.Minute)
+			// An ended session is listed to the user's devices for 7 days,
+			// then swept; one ended a minute ago stays.
+			revoked, recent := now.Add(-8*24*time.Hour), now.Add(-time.Minute)
 			dead := auth.Session{ID: uuid.New(), UserID: user.ID, TokenHash: []byte("dead"), CreatedAt: now, LastUsedAt: now, ExpiresAt: now.Add(time.Hour), RevokedAt: &revoked}
+			ended := auth.Session{ID: uuid.New(), UserID: user.ID, TokenHash: []byte("ended"), CreatedAt: now, LastUsedAt: now, ExpiresAt: now.Add(time.Hour), RevokedAt: &recent}
 			live := auth.Session{ID: uuid.New(), UserID: user.ID, TokenHash: []byte("live"), CreatedAt: now, LastUsedAt: now, ExpiresAt: now.Add(time.Hour)}
 			code := auth.Challenge{Phone: "+447400654321", CodeHash: []byte("hmac"), ExpiresAt: now.Add(-time.Minute), CreatedAt: now.Add(-6 * time.Minute)}
-			for _, m := range []any{&user, &dead, &live, &code} {
+			for _, m := range []any{&user, &dead, &ended, &live, &code} {
 				if _, err := bdb.NewInsert().Model(m).Exec(ctx); err != nil {
 					t.Fatal(err)
 				}
@@ -42,12 +45,15 @@ func TestAppSweepsExpiredRows(t *testing.T) {
 			deadline := time.Now().Add(15 * time.Second)
 			for soultest.Count(t, bdb, "sessions", "id = ?", dead.ID)+soultest.Count(t, bdb, "otp_challenges", "1 = 1") > 0 {
 				if time.Now().After(deadline) {
-					t.Fatal("the revoked session or the expired code is still there after 15 s of 1 s sweeps")
+					t.Fatal("the session ended 8 days ago or the expired code is still there after 15 s of 1 s sweeps")
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
 			if n := soultest.Count(t, bdb, "sessions", "id = ?", live.ID); n != 1 {
 				t.Errorf("the live session was deleted")
+			}
+			if n := soultest.Count(t, bdb, "sessions", "id = ?", ended.ID); n != 1 {
+				t.Errorf("the session ended a minute ago was deleted before its 7 days")
 			}
 			// The sweep counts its deletions after it commits them, so the
 			// counter may trail the rows' disappearance by a moment.
