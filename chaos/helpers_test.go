@@ -44,7 +44,8 @@ func figures(t *testing.T, scenario string, sent, failures, lost int64, extra st
 }
 
 // Limits out of the way: the load here is one user's, far above 100/min.
-var noLimits = []string{"RATE_LIMIT_DEFAULT_LIMIT=1000000", "RATE_LIMIT_SHIELD_EVENTS=1000000"}
+var noLimits = []string{"RATE_LIMIT_DEFAULT_LIMIT=1000000", "RATE_LIMIT_SHIELD_EVENTS=1000000",
+	"OTP_SEND_BUDGET_HOURLY=1000000", "OTP_SEND_BUDGET_HOURLY_PER_COUNTRY=1000000"}
 
 // replica is one running binary.
 type replica struct {

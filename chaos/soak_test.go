@@ -105,11 +105,13 @@ func localSoakTarget(t *testing.T) *soakTarget {
 	redis := testservices.StartRedis(t)
 	// As signInEnv, but with the production shield (300 events per 10 s
 	// per address), which the floods' heaviest addresses go past, and
-	// exports unlimited, since journal users export far more often than
-	// three times an hour here. WARN keeps the access log, a line per
+	// exports and the SMS send budgets unlimited, since journal users
+	// export far more often than three times an hour here and the flows
+	// sign in more new phones in minutes than the budgets allow in an hour. WARN keeps the access log, a line per
 	// request, out of the test's memory; errors still show.
 	r := startReplica(t, "", "SECRET_KEY="+soultest.RandomHex(32), "DATABASE_URL="+dbURL, "REDIS_URL="+redis.URL(),
-		"TRUSTED_PROXIES=127.0.0.1/32", "RATE_LIMIT_DEFAULT_LIMIT=1000000", "RATE_LIMIT_EXPORT_LIMIT=1000000", "LOG_LEVEL=WARN")
+		"TRUSTED_PROXIES=127.0.0.1/32", "RATE_LIMIT_DEFAULT_LIMIT=1000000", "RATE_LIMIT_EXPORT_LIMIT=1000000",
+		"OTP_SEND_BUDGET_HOURLY=1000000", "OTP_SEND_BUDGET_HOURLY_PER_COUNTRY=1000000", "LOG_LEVEL=WARN")
 	r.waitServing(t)
 	r.waitHealth(t, "ok")
 	pg := openSQL(t, dbURL)
