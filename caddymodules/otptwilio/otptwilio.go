@@ -29,6 +29,8 @@ import (
 
 	"github.com/soulapp/soul/internal/auth"
 	"github.com/soulapp/soul/internal/twilio"
+
+	"github.com/soulapp/soul/internal/caddyopt"
 )
 
 func init() {
@@ -125,12 +127,9 @@ func (p *Provider) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		name := d.Val()
-		var v string
-		if d.NextArg() {
-			v = d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
-			}
+		v, err := caddyopt.Optional(d)
+		if err != nil {
+			return err
 		}
 		switch name {
 		case "account_sid":

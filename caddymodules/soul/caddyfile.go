@@ -8,6 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/soulapp/soul/internal/caddyopt"
 )
 
 func init() {
@@ -61,12 +63,9 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		name := d.Val()
-		var v string
-		if d.NextArg() {
-			v = d.Val()
-			if d.NextArg() {
-				return d.ArgErr()
-			}
+		v, err := caddyopt.Optional(d)
+		if err != nil {
+			return err
 		}
 		if err := a.set(name, v); errors.Is(err, errUnrecognized) {
 			return d.Errf("unrecognized subdirective %q", name)

@@ -12,6 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/soulapp/soul/internal/phone"
+
+	"github.com/soulapp/soul/internal/caddyopt"
 )
 
 func init() {
@@ -58,13 +60,13 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.OTPProviderRaw = caddyconfig.JSONModuleObject(unm, "provider", name, nil)
 		case "test_numbers":
-			v, err := optionalArg(d)
+			v, err := caddyopt.Optional(d)
 			if err != nil {
 				return err
 			}
 			h.TestNumbers = v
 		case "test_numbers_valid_until":
-			v, err := optionalArg(d)
+			v, err := caddyopt.Optional(d)
 			if err != nil {
 				return err
 			}
@@ -77,7 +79,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.TestNumbersValidUntil = &t
 		case "refresh_token_expire_days":
-			v, err := optionalArg(d)
+			v, err := caddyopt.Optional(d)
 			if err != nil {
 				return err
 			}
@@ -97,7 +99,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.AllowedCountries = countries
 		case "send_budget_hourly", "send_budget_hourly_per_country":
 			name := d.Val()
-			v, err := optionalArg(d)
+			v, err := caddyopt.Optional(d)
 			if err != nil {
 				return err
 			}
@@ -135,18 +137,6 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
-}
-
-// optionalArg reads the one value of a setting, or "" when it has none.
-func optionalArg(d *caddyfile.Dispenser) (string, error) {
-	if !d.NextArg() {
-		return "", nil
-	}
-	v := d.Val()
-	if d.NextArg() {
-		return "", d.ArgErr()
-	}
-	return v, nil
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
