@@ -204,11 +204,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.Cleanup()
 		return fmt.Errorf("soul: access tokens: %w", err)
 	}
-	a.authn = auth.NewAuthenticator(a.issuer, a.db)
 	if err := a.acquireLimiter(); err != nil {
 		a.Cleanup()
 		return err
 	}
+	a.authn = auth.NewAuthenticator(a.issuer, a.db, a.limiter)
 	return nil
 }
 

@@ -44,7 +44,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 				b.Fatal(err)
 			}
 			access := seedSession(b, db, iss)
-			a := auth.NewAuthenticator(iss, db)
+			a := auth.NewAuthenticator(iss, db, nil)
 			req := httptest.NewRequest("GET", PathMe, nil)
 			req.Header.Set("Authorization", "Bearer "+access)
 			b.ReportAllocs()

@@ -144,7 +144,11 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, userID uuid.UUID)
 	if next != nil {
 		w.Header().Set("Link", "<"+nextURL(r.URL.Query(), q.Limit, *next)+`>; rel="next"`)
 	}
-	return httpapi.WriteJSON(w, http.StatusOK, moods)
+	buf := mood.ListBuffer()
+	*buf = mood.AppendList(*buf, moods)
+	httpapi.WriteJSONBody(w, http.StatusOK, *buf)
+	mood.PutListBuffer(buf)
+	return nil
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request, userID, id uuid.UUID) error {

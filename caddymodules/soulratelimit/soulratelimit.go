@@ -171,8 +171,22 @@ func (h *Handler) Validate() error {
 // with the rate-limit fields set, or answers 429 rate_limited with the same
 // fields and Retry-After.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	subject, r := h.subject(r)
-	d, err := h.lim.Allow(r.Context(), h.rule, subject)
+	subject, session, r := h.subject(r)
+	var (
+		d   limiter.Decision
+		err error
+	)
+	if session != "" {
+		// The session's marker rides along, so the authenticator after
+		// this handler need not ask the database whether it is open.
+		var m limiter.Marker
+		d, m, err = h.lim.AllowMarked(r.Context(), h.rule, subject, auth.SessionMarker(session))
+		if err == nil {
+			r = r.WithContext(auth.WithSessionMarker(r.Context(), session, m))
+		}
+	} else {
+		d, err = h.lim.Allow(r.Context(), h.rule, subject)
+	}
 	if err != nil {
 		// Only a request the client abandoned gets here: a failing Redis
 		// is answered from memory by the limiter.
@@ -190,11 +204,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
-// subject is what the request is counted against. The prefixes keep a user
-// id and an IP address from ever sharing a counter. A token it verifies is
+// subject is what the request is counted against, and the session of its
+// verified access token (empty without one). The prefixes keep a user id
+// and an IP address from ever sharing a counter. A token it verifies is
 // remembered in the returned request's context, so the handlers after it
 // do not verify it again.
-func (h *Handler) subject(r *http.Request) (string, *http.Request) {
+func (h *Handler) subject(r *http.Request) (string, string, *http.Request) {
 	if h.issuer != nil {
 		if raw, ok := httpapi.Bearer(r); ok {
 			c, ok := token.VerifiedIn(r.Context(), raw)
@@ -205,11 +220,11 @@ func (h *Handler) subject(r *http.Request) (string, *http.Request) {
 				}
 			}
 			if ok && c.UserID != "" {
-				return auth.UserSubject(c.UserID), r
+				return auth.UserSubject(c.UserID), c.SessionID, r
 			}
 		}
 	}
-	return "ip:" + h.app.ClientAddr(r), r
+	return "ip:" + h.app.ClientAddr(r), "", r
 }
 
 // describeStorage names where the counters live, for the startup log: the

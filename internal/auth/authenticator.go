@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/httpapi"
+	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/problem"
 	"github.com/soulapp/soul/internal/token"
 )
@@ -22,12 +24,15 @@ const Realm = "soul"
 type Authenticator struct {
 	issuer *token.Issuer
 	db     *bun.DB
+	lim    *limiter.Limiter
 	now    func() time.Time
 }
 
-// NewAuthenticator checks tokens of issuer against the sessions in db.
-func NewAuthenticator(issuer *token.Issuer, db *bun.DB) *Authenticator {
-	return &Authenticator{issuer: issuer, db: db, now: time.Now}
+// NewAuthenticator checks tokens of issuer against the sessions in db,
+// through their markers in lim's Redis (see SessionMarkerTTL) when lim
+// has one; lim may be nil.
+func NewAuthenticator(issuer *token.Issuer, db *bun.DB, lim *limiter.Limiter) *Authenticator {
+	return &Authenticator{issuer: issuer, db: db, lim: lim, now: time.Now}
 }
 
 // Authenticate returns the user id of a request's valid access token. Its
@@ -37,9 +42,10 @@ func NewAuthenticator(issuer *token.Issuer, db *bun.DB) *Authenticator {
 // or deleted user's token: error="invalid_token"), 503 when the database is
 // down so the session cannot be checked, or 500 when the check fails otherwise.
 //
-// Every call costs one primary-key lookup of the token's session, so that
-// logout and account deletion take effect at once rather than when the
-// access token expires.
+// Every call checks the token's session, so that logout and account
+// deletion take effect at once rather than when the access token expires:
+// by its marker in Redis (read by the rate limit before this handler, or
+// one GET), else by one primary-key lookup.
 func (a *Authenticator) Authenticate(r *http.Request) (uuid.UUID, error) {
 	userID, _, err := a.AuthenticateSession(r)
 	return userID, err
@@ -71,7 +77,7 @@ func (a *Authenticator) AuthenticateSession(r *http.Request) (userID, sessionID 
 	if err1 != nil || err2 != nil {
 		return uuid.Nil, uuid.Nil, invalidToken()
 	}
-	live, err := SessionLive(r.Context(), a.db, userID, sessionID, a.now())
+	live, err := a.sessionLive(r.Context(), claims.SessionID, userID, sessionID)
 	if err != nil && !database.Unavailable(err) {
 		return uuid.Nil, uuid.Nil, httpapi.Internal(err)
 	}
@@ -82,6 +88,32 @@ func (a *Authenticator) AuthenticateSession(r *http.Request) (userID, sessionID 
 		return uuid.Nil, uuid.Nil, invalidToken()
 	}
 	return userID, sessionID, nil
+}
+
+// sessionLive answers from the session's marker when it says live or
+// revoked, else from the database, filling the marker when Redis answered.
+func (a *Authenticator) sessionLive(ctx context.Context, session string, userID, sessionID uuid.UUID) (bool, error) {
+	state, ok := sessionMarkerIn(ctx, session)
+	if !ok && a.lim != nil {
+		state = a.lim.Marker(ctx, sessionMarker(session))
+	}
+	switch state {
+	case limiter.MarkerLive:
+		return true, nil
+	case limiter.MarkerRevoked:
+		return false, nil
+	}
+	now := a.now()
+	live, expires, err := sessionState(ctx, a.db, userID, sessionID, now)
+	if err != nil || state != limiter.MarkerAbsent {
+		return live, err
+	}
+	if live {
+		a.lim.SetMarker(ctx, sessionMarker(session), limiter.MarkerLive, min(SessionMarkerTTL, expires.Sub(now)), true)
+	} else {
+		a.lim.SetMarker(ctx, sessionMarker(session), limiter.MarkerRevoked, a.issuer.AccessTTL()+time.Minute, true)
+	}
+	return live, nil
 }
 
 func invalidToken() error {

@@ -14,13 +14,17 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/uptrace/bun"
+
+	"github.com/soulapp/soul/internal/database"
 
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/metrics"
 	"github.com/soulapp/soul/internal/otp"
 	"github.com/soulapp/soul/internal/phone"
 	"github.com/soulapp/soul/internal/token"
+	"github.com/soulapp/soul/internal/tracing"
 )
 
 // RefreshGrace is how long after a rotation the parent token still gets the
@@ -525,7 +529,7 @@ func (s *Service) Refresh(ctx context.Context, clientIP, refresh string) (Grant,
 func (s *Service) refresh(ctx context.Context, hash []byte) (Grant, error) {
 	var (
 		g      Grant
-		reused bool
+		reused uuid.UUID
 	)
 	d := deviceOf(ctx)
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -579,7 +583,7 @@ func (s *Service) refresh(ctx context.Context, hash []byte) (Grant, error) {
 			if err := revoke(ctx, tx, sess.ID, now, EndedTokenReuse); err != nil {
 				return err
 			}
-			reused = true
+			reused = sess.ID
 			return nil
 		default:
 			return fmt.Errorf("auth: reading session: %w", err)
@@ -592,7 +596,8 @@ func (s *Service) refresh(ctx context.Context, hash []byte) (Grant, error) {
 	if err != nil {
 		return Grant{}, err
 	}
-	if reused {
+	if reused != uuid.Nil {
+		markRevoked(ctx, s.limiter, s.issuer.AccessTTL(), reused)
 		return Grant{}, reusedError{}
 	}
 	return g, nil
@@ -622,18 +627,20 @@ func (s *Service) Logout(ctx context.Context, refresh string) (bool, error) {
 	}
 	hash := token.HashRefreshToken(refresh)
 	now := dbTime(s.now())
-	res, err := s.db.NewUpdate().Model((*Session)(nil)).
+	var ids []uuid.UUID
+	_, err := s.db.NewUpdate().Model((*Session)(nil)).
 		Set("revoked_at = ?", now).
 		Set("ended_reason = ?", EndedSignedOut).
 		Set("grace_token = NULL").
 		Where("token_hash = ? OR parent_hash = ?", hash, hash).
 		Where("revoked_at IS NULL").
-		Exec(ctx)
+		Returning("id").
+		Exec(ctx, &ids)
 	if err != nil {
 		return false, fmt.Errorf("auth: revoking session: %w", err)
 	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
+	markRevoked(ctx, s.limiter, s.issuer.AccessTTL(), ids...)
+	return len(ids) > 0, nil
 }
 
 // User returns the account with id.
@@ -656,12 +663,19 @@ func (s *Service) User(ctx context.Context, id uuid.UUID) (User, error) {
 // such account, and ErrLimitsKept when the account is deleted but the
 // limiter could not forget everything.
 func (s *Service) DeleteUser(ctx context.Context, id uuid.UUID) error {
-	var u User
+	var (
+		u        User
+		sessions []uuid.UUID
+	)
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := tx.NewSelect().Model(&u).Where("id = ?", id).Scan(ctx); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return ErrNotFound
 			}
+			return err
+		}
+		// The sessions go by cascade; their markers must say so.
+		if err := tx.NewSelect().Model((*Session)(nil)).Column("id").Where("user_id = ?", id).Scan(ctx, &sessions); err != nil {
 			return err
 		}
 		if _, err := tx.NewDelete().Model((*Challenge)(nil)).Where("phone = ?", u.Phone).Exec(ctx); err != nil {
@@ -673,6 +687,7 @@ func (s *Service) DeleteUser(ctx context.Context, id uuid.UUID) error {
 	if err != nil {
 		return err
 	}
+	markRevoked(ctx, s.limiter, s.issuer.AccessTTL(), sessions...)
 	var errs []error
 	for subject, keyOf := range accountKey {
 		if keyOf != nil {
@@ -688,18 +703,37 @@ func (s *Service) DeleteUser(ctx context.Context, id uuid.UUID) error {
 // SessionLive reports whether the session of an access token is still open
 // for its user at now: one primary-key lookup. A deleted user's sessions
 // are gone with it, so their tokens fail here too.
-func SessionLive(ctx context.Context, db bun.IDB, userID, sessionID uuid.UUID, now time.Time) (bool, error) {
+func SessionLive(ctx context.Context, db *bun.DB, userID, sessionID uuid.UUID, now time.Time) (bool, error) {
+	live, _, err := sessionState(ctx, db, userID, sessionID, now)
+	return live, err
+}
+
+// sessionState is SessionLive that also returns when a live session
+// expires. On Postgres it is a prepared statement (database.Native).
+func sessionState(ctx context.Context, db *bun.DB, userID, sessionID uuid.UUID, now time.Time) (bool, time.Time, error) {
 	var sess Session
-	err := db.NewSelect().Model(&sess).
-		Column("user_id", "expires_at", "revoked_at").
-		Where("id = ?", sessionID).Scan(ctx)
+	err := database.Native(ctx, db, func(c *pgx.Conn) (err error) {
+		ctx, end := tracing.Query(ctx, "postgresql", "SELECT", "sessions")
+		defer func() { end(err) }()
+		err = c.QueryRow(ctx, "SELECT user_id, expires_at, revoked_at FROM sessions WHERE id = $1", database.StatementMode, [16]byte(sessionID)).
+			Scan((*[16]byte)(&sess.UserID), &sess.ExpiresAt, &sess.RevokedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return sql.ErrNoRows
+		}
+		return err
+	})
+	if errors.Is(err, database.ErrNotNative) {
+		err = db.NewSelect().Model(&sess).
+			Column("user_id", "expires_at", "revoked_at").
+			Where("id = ?", sessionID).Scan(ctx)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+		return false, time.Time{}, nil
 	}
 	if err != nil {
-		return false, err
+		return false, time.Time{}, err
 	}
-	return sess.UserID == userID && sess.live(now), nil
+	return sess.UserID == userID && sess.live(now), sess.ExpiresAt, nil
 }
 
 // allow counts one hit against every check, or answers a RetryError

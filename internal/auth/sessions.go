@@ -131,6 +131,7 @@ func (s *Service) EndSession(ctx context.Context, userID, id uuid.UUID) error {
 		return fmt.Errorf("auth: ending session: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 1 {
+		markRevoked(ctx, s.limiter, s.issuer.AccessTTL(), id)
 		return nil
 	}
 	n, err := s.db.NewSelect().Model((*Session)(nil)).Where("id = ?", id).Where("user_id = ?", userID).Count(ctx)
@@ -147,17 +148,19 @@ func (s *Service) EndSession(ctx context.Context, userID, id uuid.UUID) error {
 // returns how many it ended.
 func (s *Service) EndOtherSessions(ctx context.Context, userID, keep uuid.UUID) (int, error) {
 	now := dbTime(s.now())
-	res, err := s.db.NewUpdate().Model((*Session)(nil)).
+	var ids []uuid.UUID
+	_, err := s.db.NewUpdate().Model((*Session)(nil)).
 		Set("revoked_at = ?", now).
 		Set("ended_reason = ?", EndedByUser).
 		Set("grace_token = NULL").
 		Where("user_id = ?", userID).
 		Where("id <> ?", keep).
 		Where("revoked_at IS NULL").
-		Exec(ctx)
+		Returning("id").
+		Exec(ctx, &ids)
 	if err != nil {
 		return 0, fmt.Errorf("auth: ending sessions: %w", err)
 	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	markRevoked(ctx, s.limiter, s.issuer.AccessTTL(), ids...)
+	return len(ids), nil
 }

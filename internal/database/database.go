@@ -1,6 +1,7 @@
 // Package database opens the product's one database through bun: Postgres
-// when DATABASE_URL is set, otherwise an embedded SQLite file through a
-// pure-Go driver, so the binary stays static.
+// when DATABASE_URL is set (through pgx's database/sql driver, whose
+// connections the hot queries also use natively: see Native), otherwise an
+// embedded SQLite file through a pure-Go driver, so the binary stays static.
 package database
 
 import (
@@ -8,6 +9,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,7 +20,8 @@ import (
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/dialect/sqlitedialect"
-	"github.com/uptrace/bun/driver/pgdriver"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/soulapp/soul/internal/tracing"
@@ -150,26 +153,31 @@ func Open(ctx context.Context, cfg Config, connectTimeout time.Duration) (*bun.D
 	return db, kind, nil
 }
 
-func openPostgres(cfg Config) (db *bun.DB, err error) {
+func openPostgres(cfg Config) (*bun.DB, error) {
 	if err := ValidateURL(cfg.URL); err != nil {
 		return nil, err
 	}
-	// pgdriver panics on some malformed DSNs; a bad env var must stop the
-	// start with a message, never a stack trace.
-	defer func() {
-		if r := recover(); r != nil {
-			db, err = nil, errors.New("DATABASE_URL is malformed")
+	pc, err := pgx.ParseConfig(NormalizeURL(cfg.URL))
+	if err != nil {
+		// pgx's message may quote the URL, password included.
+		return nil, errors.New("DATABASE_URL is malformed")
+	}
+	pc.ConnectTimeout = dialTimeout
+	pc.RuntimeParams["application_name"] = "soul"
+	// bun writes every value into the statement's text, so each of its
+	// statements is new to Postgres: the simple protocol sends it in one
+	// round trip, as a prepared statement could not. The hot queries
+	// (Native) pass their values apart and name a mode of their own.
+	pc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	dial := pc.DialFunc
+	pc.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
 		}
-	}()
-	connector := pgdriver.NewConnector(
-		pgdriver.WithDSN(NormalizeURL(cfg.URL)),
-		pgdriver.WithTimeout(5*time.Second),
-		pgdriver.WithDialTimeout(3*time.Second),
-		pgdriver.WithReadTimeout(10*time.Second),
-		pgdriver.WithWriteTimeout(5*time.Second),
-		pgdriver.WithApplicationName("soul"),
-	)
-	sqldb := sql.OpenDB(connector)
+		return newTimeoutConn(c, readTimeout, writeTimeout), nil
+	}
+	sqldb := stdlib.OpenDB(*pc)
 	maxOpen := cfg.maxOpen()
 	sqldb.SetMaxOpenConns(maxOpen)
 	sqldb.SetMaxIdleConns(maxOpen)
@@ -177,6 +185,15 @@ func openPostgres(cfg Config) (db *bun.DB, err error) {
 	sqldb.SetConnMaxLifetime(30 * time.Minute)
 	return bun.NewDB(sqldb, pgdialect.New()), nil
 }
+
+// The waits of a Postgres connection: a server that stops answering fails
+// a call after these instead of holding its request (and a pool slot)
+// until the client gives up.
+const (
+	dialTimeout  = 3 * time.Second
+	readTimeout  = 10 * time.Second
+	writeTimeout = 5 * time.Second
+)
 
 func openSQLite(path string) (*bun.DB, error) {
 	if path == "" {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/uptrace/bun/driver/pgdriver"
+	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -24,9 +24,9 @@ func Unavailable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
-	var pe pgdriver.Error
+	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		code := pe.Field('C')
+		code := pe.Code
 		switch {
 		case strings.HasPrefix(code, "08"), // connection exception
 			strings.HasPrefix(code, "53"), // insufficient resources: too many connections, disk full
@@ -37,7 +37,10 @@ func Unavailable(err error) bool {
 			return true
 		}
 		// FATAL and PANIC end the session, whatever the code.
-		v := pe.Field('V')
+		v := pe.SeverityUnlocalized
+		if v == "" {
+			v = pe.Severity
+		}
 		return v == "FATAL" || v == "PANIC"
 	}
 	var se *sqlite.Error
@@ -49,6 +52,13 @@ func Unavailable(err error) bool {
 			return true
 		}
 		return false
+	}
+	if pgconn.Timeout(err) {
+		return true
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
 	}
 	switch {
 	case errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone),

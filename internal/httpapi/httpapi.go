@@ -68,6 +68,17 @@ func writeJSON(w http.ResponseWriter, status int, v any, withBody bool) error {
 	return nil
 }
 
+// WriteJSONBody answers status with body, JSON already encoded (for the
+// answers encoded by hand: see mood.AppendList). Like WriteJSON, an error
+// writing is the client's leaving and is not returned.
+func WriteJSONBody(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	SetJSONHeaders(h)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
 // Problem answers e: its status, its body, its headers.
 func Problem(e *problem.Error) error {
 	return answer(e, nil)

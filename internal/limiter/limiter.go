@@ -344,11 +344,21 @@ func (l *Limiter) Probe(ctx context.Context) string {
 
 // Allow counts a hit for key under rule when the rule has room.
 func (l *Limiter) Allow(ctx context.Context, rule Rule, key string) (Decision, error) {
-	res, err := l.do(ctx, []Check{{Rule: rule, Key: key}}, true)
+	d, _, err := l.AllowMarked(ctx, rule, key, "")
+	return d, err
+}
+
+// AllowMarked is Allow that also reads the marker named marker (see
+// Marker) in the same Redis round trip. The marker is MarkerUnknown when
+// the local store answered, or marker is empty.
+func (l *Limiter) AllowMarked(ctx context.Context, rule Rule, key, marker string) (Decision, Marker, error) {
+	var one [1]Check
+	one[0] = Check{Rule: rule, Key: key}
+	res, m, err := l.doMarked(ctx, one[:], true, marker)
 	if err != nil {
-		return Decision{}, err
+		return Decision{}, MarkerUnknown, err
 	}
-	return res.Decisions[0], nil
+	return res.Decisions[0], m, nil
 }
 
 // AllowAll checks every rule in one atomic step (one Redis round trip) and
@@ -467,25 +477,30 @@ type prepared struct {
 }
 
 func (l *Limiter) do(ctx context.Context, checks []Check, count bool) (Result, error) {
+	res, _, err := l.doMarked(ctx, checks, count, "")
+	return res, err
+}
+
+func (l *Limiter) doMarked(ctx context.Context, checks []Check, count bool, marker string) (Result, Marker, error) {
 	if len(checks) == 0 {
-		return Result{}, fmt.Errorf("%w: no checks", ErrInvalidCheck)
+		return Result{}, MarkerUnknown, fmt.Errorf("%w: no checks", ErrInvalidCheck)
 	}
 	if err := ctx.Err(); err != nil {
-		return Result{}, err
+		return Result{}, MarkerUnknown, err
 	}
 	ps := make([]prepared, len(checks))
 	for i, c := range checks {
 		if err := c.Rule.validate(); err != nil {
-			return Result{}, err
+			return Result{}, MarkerUnknown, err
 		}
 		if c.Key == "" {
-			return Result{}, fmt.Errorf("%w: %s: empty key", ErrInvalidCheck, c.Rule.Name)
+			return Result{}, MarkerUnknown, fmt.Errorf("%w: %s: empty key", ErrInvalidCheck, c.Rule.Name)
 		}
 		ps[i] = prepared{rule: c.Rule, key: l.storageKey(c.Rule.Name, c.Key)}
 		for j := 0; j < i; j++ {
 			// The same key twice would be counted twice in one call.
 			if ps[j].key == ps[i].key {
-				return Result{}, fmt.Errorf("%w: %s checked twice for one key", ErrInvalidCheck, c.Rule.Name)
+				return Result{}, MarkerUnknown, fmt.Errorf("%w: %s checked twice for one key", ErrInvalidCheck, c.Rule.Name)
 			}
 		}
 		if _, ok := l.seen.Load(c.Rule.Name); !ok {
@@ -495,37 +510,49 @@ func (l *Limiter) do(ctx context.Context, checks []Check, count bool) (Result, e
 
 	if l.client != nil {
 		if l.tryRedis() {
-			res, err := l.redisCall(ctx, ps, count)
+			mkey := ""
+			if marker != "" {
+				mkey = l.markerKey(marker)
+			}
+			res, m, err := l.redisCall(ctx, ps, count, mkey)
 			if err == nil {
 				l.redisUp()
-				return res, nil
+				return res, m, nil
 			}
 			if ctx.Err() != nil {
 				// The caller gave up; that says nothing about Redis.
-				return Result{}, ctx.Err()
+				return Result{}, MarkerUnknown, ctx.Err()
 			}
 			l.markDown(err)
 		}
 		l.fallbacks.Add(1)
 	}
-	return l.mem.check(ps, count), nil
+	return l.mem.check(ps, count), MarkerUnknown, nil
 }
 
 // redisCall is one check on Redis. Deletions that waited out an outage go
 // first: always those of the call's own keys, so no hit is counted on a key
 // that should be gone, and a batch of the others. In steady state nothing
 // waits and the check is the one round trip of the script.
-func (l *Limiter) redisCall(ctx context.Context, ps []prepared, count bool) (Result, error) {
+func (l *Limiter) redisCall(ctx context.Context, ps []prepared, count bool, marker string) (Result, Marker, error) {
 	if l.pending.len() > 0 {
-		batch := l.pending.take(ps, flushBatch)
+		own := make([]string, 0, len(ps)+1)
+		for _, p := range ps {
+			own = append(own, p.key)
+		}
+		if marker != "" {
+			// A marker whose rewrite failed must not be read stale.
+			own = append(own, marker)
+		}
+		batch := l.pending.take(own, flushBatch)
 		if len(batch) > 0 {
 			if err := l.redisDelete(ctx, batch); err != nil {
 				l.pending.add(batch)
-				return Result{}, fmt.Errorf("limiter: redis delete: %w", err)
+				return Result{}, MarkerUnknown, fmt.Errorf("limiter: redis delete: %w", err)
 			}
 		}
 	}
-	return l.redisCheck(ctx, ps, count)
+	return l.redisCheck(ctx, ps, count, marker)
 }
 
 // tryRedis reports whether this call should go to Redis. After a failure

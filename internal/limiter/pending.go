@@ -48,19 +48,18 @@ func (p *pendingDeletes) add(keys []string) {
 	p.size.Store(int64(len(p.keys)))
 }
 
-// take removes and returns the waiting keys among those of ps, and up to n
-// others.
-func (p *pendingDeletes) take(ps []prepared, n int) []string {
+// take removes and returns the waiting keys among own, and up to n others.
+func (p *pendingDeletes) take(own []string, n int) []string {
 	if p.size.Load() == 0 {
 		return nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []string
-	for _, c := range ps {
-		if _, ok := p.keys[c.key]; ok {
-			delete(p.keys, c.key)
-			out = append(out, c.key)
+	for _, k := range own {
+		if _, ok := p.keys[k]; ok {
+			delete(p.keys, k)
+			out = append(out, k)
 		}
 	}
 	for k := range p.keys {
@@ -77,4 +76,15 @@ func (p *pendingDeletes) take(ps []prepared, n int) []string {
 		p.keys = nil
 	}
 	return out
+}
+
+// has reports whether key waits for deletion.
+func (p *pendingDeletes) has(key string) bool {
+	if p.size.Load() == 0 {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.keys[key]
+	return ok
 }

@@ -16,6 +16,9 @@ import (
 // ARGV[1] is "1" to count a hit, "0" to only look; then, per rule,
 // ARGV[2i] is the limit and ARGV[2i+1] the window in microseconds.
 // It returns {allowed, then per rule: ok, count, retry_us, reset_us}.
+// A key after the rules' (one more KEYS than rules) is a marker (see
+// Marker): its value, 0 when absent, ends the answer, so a request learns
+// its session's state in the round trip of its limit.
 //
 // TIME is read from the server so every replica uses one clock. Redis 7
 // replicates scripts by their effects, which is what makes TIME legal before
@@ -27,7 +30,7 @@ var slidingLogScript = rueidis.NewLuaScript(`
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = #KEYS
+local n = (#ARGV - 1) / 2
 local counts, ok = {}, {}
 local all = 1
 for i = 1, n do
@@ -65,11 +68,14 @@ for i = 1, n do
   out[#out + 1] = retry
   out[#out + 1] = reset
 end
+if #KEYS > n then
+  out[#out + 1] = tonumber(redis.call('GET', KEYS[n + 1]) or '0') or 0
+end
 return out
 `)
 
-func (l *Limiter) redisCheck(ctx context.Context, ps []prepared, count bool) (Result, error) {
-	keys := make([]string, len(ps))
+func (l *Limiter) redisCheck(ctx context.Context, ps []prepared, count bool, marker string) (Result, Marker, error) {
+	keys := make([]string, len(ps), len(ps)+1)
 	args := make([]string, 1, 1+2*len(ps))
 	args[0] = "0"
 	if count {
@@ -81,15 +87,20 @@ func (l *Limiter) redisCheck(ctx context.Context, ps []prepared, count bool) (Re
 			strconv.Itoa(p.rule.Limit),
 			strconv.FormatInt(p.rule.Window.Microseconds(), 10))
 	}
+	want := 1 + 4*len(ps)
+	if marker != "" {
+		keys = append(keys, marker)
+		want++
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	vals, err := slidingLogScript.Exec(ctx, l.client, keys, args).AsIntSlice()
 	if err != nil {
-		return Result{}, err
+		return Result{}, MarkerUnknown, err
 	}
-	if len(vals) != 1+4*len(ps) {
-		return Result{}, fmt.Errorf("limiter: script answered %d values for %d rules", len(vals), len(ps))
+	if len(vals) != want {
+		return Result{}, MarkerUnknown, fmt.Errorf("limiter: script answered %d values for %d rules", len(vals), len(ps))
 	}
 
 	ds := make([]Decision, len(ps))
@@ -100,7 +111,11 @@ func (l *Limiter) redisCheck(ctx context.Context, ps []prepared, count bool) (Re
 			time.Duration(v[3])*time.Microsecond,
 			StorageRedis)
 	}
-	return result(ds, StorageRedis), nil
+	m := MarkerUnknown
+	if marker != "" {
+		m = markerOf(vals[want-1])
+	}
+	return result(ds, StorageRedis), m, nil
 }
 
 // redisDelete deletes keys with one DEL each, sent together: a single

@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/uptrace/bun"
+
+	"github.com/soulapp/soul/internal/database"
 )
 
 // The outcomes of the Store a caller tells apart.
@@ -147,7 +150,13 @@ func (s *Store) List(ctx context.Context, userID uuid.UUID, q ListQuery) ([]Mood
 		limit = DefaultLimit
 	}
 	moods := make([]Mood, 0, limit+1)
-	if err := s.listQuery(&moods, userID, q, limit).Scan(ctx); err != nil {
+	err := database.Native(ctx, s.db, func(c *pgx.Conn) error {
+		return listNative(ctx, c, &moods, userID, q, limit)
+	})
+	if errors.Is(err, database.ErrNotNative) {
+		err = s.listQuery(&moods, userID, q, limit).Scan(ctx)
+	}
+	if err != nil {
 		return nil, nil, err
 	}
 	var next *Cursor

@@ -65,3 +65,27 @@ func (QueryHook) AfterQuery(_ context.Context, e *bun.QueryEvent) {
 
 // Interface guard
 var _ bun.QueryHook = QueryHook{}
+
+// Query starts the span of a query that does not go through bun (see
+// database.Native): op is the operation ("SELECT"), table the table. The
+// returned end marks the span failed on an error other than "no rows";
+// both are free when ctx has no recording span.
+func Query(ctx context.Context, system, op, table string) (context.Context, func(error)) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, func(error) {}
+	}
+	ctx, span, ok := start(ctx, op+" "+table, trace.WithAttributes(
+		attribute.String("db.system.name", system),
+		attribute.String("db.operation.name", op),
+		attribute.String("db.collection.name", table),
+	))
+	if !ok {
+		return ctx, func(error) {}
+	}
+	return ctx, func(err error) {
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			span.SetStatus(codes.Error, "query failed")
+		}
+		span.End()
+	}
+}
