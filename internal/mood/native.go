@@ -3,12 +3,18 @@ package mood
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/tracing"
@@ -57,26 +63,122 @@ func listNative(ctx context.Context, c *pgx.Conn, dst *[]Mood, userID uuid.UUID,
 		return err
 	}
 	defer rows.Close()
-	var tags []byte
+	var page pageSlabs
 	for rows.Next() {
 		var m Mood
-		if err := rows.Scan((*[16]byte)(&m.ID), &m.Score, &m.Label, &m.Note, &tags, &m.RecordedAt, &m.CreatedAt, &m.UpdatedAt); err != nil {
+		if err := scanMood(rows, &m, &page); err != nil {
 			return err
 		}
 		m.UserID = userID
-		if m.Tags, err = decodeTags(tags); err != nil {
-			return err
-		}
 		*dst = append(*dst, m)
 	}
 	return rows.Err()
 }
 
+// pageSlabs hold, for a whole page, the strings that the moods' Label and
+// Note point at and their tags, so that a row costs one allocation (its
+// text) rather than one per value.
+type pageSlabs struct {
+	texts []string
+	tags  []string
+}
+
+func (p *pageSlabs) text(s string) *string {
+	if len(p.texts) == cap(p.texts) {
+		p.texts = make([]string, 0, 2*(MaxLimit+1))
+	}
+	p.texts = append(p.texts, s)
+	return &p.texts[len(p.texts)-1]
+}
+
+// scanMood reads one row of moodColumns. In the binary format the
+// prepared statement answers in, the values are decoded here from the
+// wire; in any other (a mode without it) pgx scans them.
+func scanMood(rows pgx.Rows, m *Mood, page *pageSlabs) error {
+	fds := rows.FieldDescriptions()
+	// Text columns read the same in both formats, and jsonb's binary form
+	// is its text after a version byte; the rest must be binary.
+	binary := len(fds) == len(moodColumns) && fds[4].DataTypeOID == pgtype.JSONBOID
+	for i, fd := range fds {
+		binary = binary && (fd.Format == pgx.BinaryFormatCode || i == 2 || i == 3 || i == 4)
+	}
+	if !binary {
+		var tags []byte
+		if err := rows.Scan((*[16]byte)(&m.ID), &m.Score, &m.Label, &m.Note, &tags, &m.RecordedAt, &m.CreatedAt, &m.UpdatedAt); err != nil {
+			return err
+		}
+		var err error
+		m.Tags, err = decodeTags(tags)
+		return err
+	}
+	v := rows.RawValues()
+	tagsRaw := v[4]
+	if fds[4].Format == pgx.BinaryFormatCode {
+		if len(tagsRaw) < 1 || tagsRaw[0] != 1 {
+			return fmt.Errorf("mood: jsonb of version %v", tagsRaw[:min(1, len(tagsRaw))])
+		}
+		tagsRaw = tagsRaw[1:]
+	}
+	if len(v[0]) != 16 || v[4] == nil {
+		return fmt.Errorf("mood: unexpected row (id of %d bytes)", len(v[0]))
+	}
+	copy(m.ID[:], v[0])
+	switch len(v[1]) {
+	case 2:
+		m.Score = int(int16(binary16(v[1])))
+	case 4:
+		m.Score = int(int32(binary32(v[1])))
+	default:
+		return fmt.Errorf("mood: score of %d bytes", len(v[1]))
+	}
+	var err error
+	for i, t := range []*time.Time{&m.RecordedAt, &m.CreatedAt, &m.UpdatedAt} {
+		if *t, err = timestamptz(v[5+i]); err != nil {
+			return err
+		}
+	}
+	// One string holds the row's text: label, note and the tags' JSON; the
+	// values are slices of it.
+	all := string(slices.Concat(v[2], v[3], tagsRaw))
+	if v[2] != nil {
+		m.Label = page.text(all[:len(v[2])])
+	}
+	if v[3] != nil {
+		m.Note = page.text(all[len(v[2]) : len(v[2])+len(v[3])])
+	}
+	tagsJSON := all[len(v[2])+len(v[3]):]
+	if tags, ok := splitPlainTags(tagsJSON, &page.tags); ok {
+		m.Tags = tags
+		return nil
+	}
+	m.Tags, err = decodeTags([]byte(tagsJSON))
+	return err
+}
+
+func binary16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
+func binary32(b []byte) uint32 {
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+// postgresEpoch is where timestamptz's binary form counts from, in
+// microseconds.
+var postgresEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func timestamptz(b []byte) (time.Time, error) {
+	if len(b) != 8 {
+		return time.Time{}, fmt.Errorf("mood: timestamptz of %d bytes", len(b))
+	}
+	us := int64(binary32(b[:4]))<<32 | int64(binary32(b[4:]))
+	if us == math.MaxInt64 || us == math.MinInt64 {
+		return time.Time{}, errors.New("mood: infinite timestamptz")
+	}
+	return postgresEpoch.Add(time.Duration(us) * time.Microsecond), nil
+}
+
 // decodeTags reads the stored JSON array of tags. Tags are short words, so
-// most arrays hold no escape and are split here; any other form goes to
-// encoding/json.
+// most arrays hold no escape and are split without encoding/json.
 func decodeTags(b []byte) ([]string, error) {
-	if tags, ok := splitPlainTags(b); ok {
+	if tags, ok := splitPlainTags(string(b), nil); ok {
 		return tags, nil
 	}
 	var tags []string
@@ -87,51 +189,72 @@ func decodeTags(b []byte) ([]string, error) {
 }
 
 // splitPlainTags parses `["a","b"]` (whitespace allowed between items) when
-// no string holds a backslash, a control character or invalid UTF-8; ok is false for
-// anything else, which then takes the general path.
-func splitPlainTags(b []byte) (tags []string, ok bool) {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '[' {
+// no string holds a backslash, a control character or invalid UTF-8; ok
+// is false for anything else, which then takes encoding/json's path. The
+// tags are slices of s, appended to *slab when slab is not nil (a page's
+// moods share one), and the result is capped so that appending to it
+// cannot reach a neighbour's tags.
+func splitPlainTags(s string, slab *[]string) (tags []string, ok bool) {
+	var own []string
+	if slab == nil {
+		slab = &own
+	}
+	start := len(*slab)
+	i := skipSpace(s, 0)
+	if i >= len(s) || s[i] != '[' {
 		return nil, false
 	}
-	i = skipSpace(b, i+1)
-	tags = []string{}
-	if i < len(b) && b[i] == ']' {
-		return tags, skipSpace(b, i+1) == len(b)
+	i = skipSpace(s, i+1)
+	if i < len(s) && s[i] == ']' {
+		return []string{}, skipSpace(s, i+1) == len(s)
 	}
 	for {
-		if i >= len(b) || b[i] != '"' {
+		if i >= len(s) || s[i] != '"' {
+			*slab = (*slab)[:start]
 			return nil, false
 		}
 		j := i + 1
-		for j < len(b) && b[j] != '"' {
-			if b[j] == '\\' || b[j] < 0x20 {
+		for j < len(s) && s[j] != '"' {
+			if s[j] == '\\' || s[j] < 0x20 {
+				*slab = (*slab)[:start]
 				return nil, false
 			}
 			j++
 		}
-		if j >= len(b) || !utf8.Valid(b[i+1:j]) {
+		if j >= len(s) || !utf8.ValidString(s[i+1:j]) {
 			// encoding/json turns invalid UTF-8 into U+FFFD.
+			*slab = (*slab)[:start]
 			return nil, false
 		}
-		tags = append(tags, string(b[i+1:j]))
-		i = skipSpace(b, j+1)
-		if i >= len(b) {
+		if len(*slab) == cap(*slab) && slab != &own {
+			// A new slab: the tags so far move with them.
+			n := append(make([]string, 0, max(64, 2*(len(*slab)-start+1))), (*slab)[start:]...)
+			*slab, start = n, 0
+		}
+		*slab = append(*slab, s[i+1:j])
+		i = skipSpace(s, j+1)
+		if i >= len(s) {
+			*slab = (*slab)[:start]
 			return nil, false
 		}
-		switch b[i] {
+		switch s[i] {
 		case ',':
-			i = skipSpace(b, i+1)
+			i = skipSpace(s, i+1)
 		case ']':
-			return tags, skipSpace(b, i+1) == len(b)
+			if skipSpace(s, i+1) != len(s) {
+				*slab = (*slab)[:start]
+				return nil, false
+			}
+			return (*slab)[start:len(*slab):len(*slab)], true
 		default:
+			*slab = (*slab)[:start]
 			return nil, false
 		}
 	}
 }
 
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
 		i++
 	}
 	return i
