@@ -18,4 +18,5 @@ import (
 	_ "github.com/soulapp/soul/caddymodules/soulsentry"
 	_ "github.com/soulapp/soul/caddymodules/soulshield"
 	_ "github.com/soulapp/soul/caddymodules/soulstorage"
+	_ "github.com/soulapp/soul/caddymodules/soultracing"
 )
