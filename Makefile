@@ -46,7 +46,7 @@ test-go:
 
 ## bench: the built binary on throwaway Postgres and Redis, every route side
 ## by side with a constant-answer baseline (bench/results.json, .png), then the
-## micro-benchmarks of the hot paths; about three minutes
+## micro-benchmarks of the hot paths; about two minutes
 bench: $(BIN)
 	scripts/testenv.sh $(MAKE) --no-print-directory bench-run bench-micro
 

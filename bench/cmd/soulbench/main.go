@@ -55,7 +55,7 @@ func main() {
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "save a CPU profile of the binary under GET /api/moods load to this file")
 	flag.DurationVar(&cfg.duration, "duration", 6*time.Second, "how long each scenario runs")
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load before each scenario")
-	flag.IntVar(&cfg.concurrency, "concurrency", 16, "workers of the closed loop")
+	flag.IntVar(&cfg.concurrency, "concurrency", 32, "workers of the closed loop")
 	flag.IntVar(&cfg.users, "users", 16, "users signed in for the mood routes")
 	flag.Parse()
 	if err := run(cfg); err != nil {
@@ -93,6 +93,11 @@ type Result struct {
 	// mark of the whole process so far, that is the peak up to and
 	// including this scenario, so it never falls from one row to the next.
 	PeakRSSMB float64 `json:"peak_rss_mb"`
+	// CPUPerRequest is the CPU time (µs) of the binary, of all of
+	// Postgres and of Redis during the scenario, over its requests, read
+	// from /proc; AllocsPerRequest the binary's heap allocations likewise.
+	CPUPerRequest    map[string]float64 `json:"cpu_us_per_request,omitempty"`
+	AllocsPerRequest float64            `json:"allocs_per_request,omitempty"`
 	// RedisCommands counts each Redis command during the scenario (INFO
 	// commandstats, which also counts the calls a script makes inside
 	// Redis) over its requests, where measured.
@@ -153,7 +158,7 @@ func run(cfg config) error {
 
 	client := newClient(cfg.concurrency * 4)
 	var phones atomic.Int64
-	fmt.Fprintf(os.Stderr, "soulbench: signing in %d users, 30 moods each\n", cfg.users)
+	fmt.Fprintf(os.Stderr, "soulbench: signing in %d users, 100 moods each\n", cfg.users)
 	tokens := make([]string, cfg.users)
 	for i := range tokens {
 		tok, err := signIn(client, srv.Base, phone(phones.Add(1)))
@@ -161,7 +166,7 @@ func run(cfg config) error {
 			return fmt.Errorf("seed: %w", err)
 		}
 		tokens[i] = tok
-		for j := 0; j < 30; j++ {
+		for j := 0; j < 100; j++ {
 			body := fmt.Sprintf(`{"score":%d,"label":"steady","note":"seeded mood %d","tags":["work","sleep"]}`, j%10+1, j)
 			if st, b, err := send(client, http.MethodPost, srv.Base+"/api/moods", tok, body); err != nil || st != http.StatusCreated {
 				return fmt.Errorf("seed mood: %d %s %v", st, b, err)
@@ -203,9 +208,12 @@ func run(cfg config) error {
 		fmt.Fprintf(os.Stderr, "soulbench: %s, %d workers, %s\n", s.name, cfg.concurrency, cfg.duration)
 		closedLoop(client, cfg.concurrency, cfg.warmup, s.load)
 		before := redisCommands(rdb)
+		c0 := cpuSnap(srv.Pid(), srv.Admin)
 		rec := closedLoop(client, cfg.concurrency, cfg.duration, s.load)
+		c1 := cpuSnap(srv.Pid(), srv.Admin)
 		after := redisCommands(rdb)
 		r := rec.result(s.name, "closed")
+		r.CPUPerRequest, r.AllocsPerRequest = c0.perRequest(c1, r.Requests)
 		r.Concurrency = cfg.concurrency
 		if s.redis {
 			r.RedisCommands = perRequest(before, after, r.Requests)
@@ -286,8 +294,8 @@ func targets(rs []Result) []Target {
 
 func printTable(w io.Writer, rep Report) {
 	fmt.Fprintf(w, "\n%s, %.0fs per scenario\n\n", rep.Machine, rep.DurationSec)
-	fmt.Fprintf(w, "| scenario | load | req/s | p50 ms | p90 ms | p99 ms | errors | vs baseline | peak RSS MB | Redis round trips/req |\n")
-	fmt.Fprintf(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(w, "| scenario | load | req/s | p50 ms | p90 ms | p99 ms | errors | vs baseline | peak RSS MB | Redis round trips/req | CPU µs/req binary, Postgres, Redis | allocs/req |\n")
+	fmt.Fprintf(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range rep.Results {
 		load := fmt.Sprintf("%d workers", r.Concurrency)
 		if r.Mode == "open" {
@@ -297,8 +305,13 @@ func printTable(w io.Writer, rep Report) {
 		if r.RedisCommands != nil {
 			cmds = fmt.Sprintf("%.2f", roundTrips(r.RedisCommands, inLimiterScript))
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %.2f | %.2f | %.2f | %d | %.2f | %.1f | %s |\n",
-			r.Name, load, r.RPS, r.P50ms, r.P90ms, r.P99ms, r.Errors, r.RatioToBaseline, r.PeakRSSMB, cmds)
+		cpu, allocs := "", ""
+		if c := r.CPUPerRequest; c != nil {
+			cpu = fmt.Sprintf("%.0f, %.0f, %.0f", c["binary"], c["postgres"], c["redis"])
+			allocs = fmt.Sprintf("%.0f", r.AllocsPerRequest)
+		}
+		fmt.Fprintf(w, "| %s | %s | %.0f | %.2f | %.2f | %.2f | %d | %.2f | %.1f | %s | %s | %s |\n",
+			r.Name, load, r.RPS, r.P50ms, r.P90ms, r.P99ms, r.Errors, r.RatioToBaseline, r.PeakRSSMB, cmds, cpu, allocs)
 	}
 	fmt.Fprintf(w, "\nLoad from %s. Peak RSS is the binary's VmHWM read after each scenario: the process's high-water mark so far, the peak up to and including that scenario.\n", rep.LoadGenerator)
 	for _, r := range rep.Results {
