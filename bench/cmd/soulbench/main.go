@@ -65,7 +65,7 @@ func main() {
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load before each scenario")
 	flag.IntVar(&cfg.concurrency, "concurrency", 32, "workers of the closed loop")
 	flag.IntVar(&cfg.users, "users", 16, "users signed in for the mood routes")
-	flag.IntVar(&cfg.moods, "moods", 100, "moods seeded for each user, in SOUL and in PocketBase")
+	flag.IntVar(&cfg.moods, "moods", 100, "moods seeded for each user, in SOUL and in PocketBase (at least 20, a full page)")
 	flag.StringVar(&cfg.pocketbase, "pocketbase", "bench/pocketbase", "the PocketBase module to build and compare GET /api/moods with; empty: none")
 	flag.Parse()
 	if err := run(cfg); err != nil {
@@ -148,6 +148,9 @@ func run(cfg config) error {
 	if adminURL == "" || redisURL == "" {
 		return errors.New("SOUL_TEST_DATABASE_URL and SOUL_TEST_REDIS_URL must be set (run under scripts/testenv.sh)")
 	}
+	if cfg.moods < listPage {
+		return fmt.Errorf("-moods %d: the list scenarios expect a full page of %d", cfg.moods, listPage)
+	}
 	for _, u := range []string{adminURL, redisURL} {
 		if err := checkLoopback(u); err != nil {
 			return err
@@ -214,12 +217,10 @@ func run(cfg config) error {
 		return fmt.Errorf("GET /api/moods does not list %d moods: %d %v", listPage, st, err)
 	}
 
-	get := func(base, path string, auth bool) newLoad {
-		if !auth {
-			return requests(http.StatusOK, vegeta.Target{Method: http.MethodGet, URL: base + path})
-		}
-		return requests(http.StatusOK, perUser(tokens, vegeta.Target{Method: http.MethodGet, URL: base + path})...)
+	get := func(base, path string) newLoad {
+		return requests(http.StatusOK, vegeta.Target{Method: http.MethodGet, URL: base + path})
 	}
+	// list is GET /api/moods by every user in turn, a full page expected.
 	list := func(base string) newLoad {
 		return listRequests(perUser(tokens, vegeta.Target{Method: http.MethodGet, URL: base + "/api/moods"})...)
 	}
@@ -262,8 +263,8 @@ func run(cfg config) error {
 		load  newLoad
 		redis bool
 	}{
-		{"baseline (respond)", get(srv.Base, "/bench/baseline", false), false},
-		{"GET /healthz", get(srv.Base, "/healthz", false), false},
+		{"baseline (respond)", get(srv.Base, "/bench/baseline"), false},
+		{"GET /healthz", get(srv.Base, "/healthz"), false},
 		{"GET /api/moods (limits on)", list(srv.Base), true},
 		{"GET /api/moods (limits off)", list(srv.nolimit), true},
 		{pocketBaseScenario, nil, false},
