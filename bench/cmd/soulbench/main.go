@@ -107,7 +107,8 @@ type Result struct {
 	CPUPerRequest *CPUPerRequest `json:"cpu_us_per_request,omitempty"`
 	// AllocsPerRequest is the binary's heap allocations during the
 	// scenario (go_memstats_mallocs_total on its admin /metrics, read
-	// before and after) over its requests; not on PocketBase's row.
+	// before and after, so the first of those scrapes is counted too) over
+	// its requests; not on PocketBase's row.
 	AllocsPerRequest *float64 `json:"allocs_per_request,omitempty"`
 	// PeakRSSMB is the binary's VmHWM after the scenario: the high-water
 	// mark of the whole process so far, that is the peak up to and
