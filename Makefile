@@ -45,8 +45,9 @@ test-go:
 	  go test -race -count=1 -timeout 20m ./...
 
 ## bench: the built binary on throwaway Postgres and Redis, every route side
-## by side with a constant-answer baseline (bench/results.json, .png), then the
-## micro-benchmarks of the hot paths; about two minutes
+## by side with a constant-answer baseline and the list with PocketBase's
+## (bench/pocketbase), CPU and allocations per request (bench/results.json,
+## .png), then the micro-benchmarks of the hot paths; about four minutes
 bench: $(BIN)
 	scripts/testenv.sh $(MAKE) --no-print-directory bench-run bench-micro
 

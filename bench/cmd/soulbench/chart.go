@@ -11,18 +11,19 @@ import (
 )
 
 // writeChart draws each scenario's requests per second as a horizontal bar,
-// with its p99 and ratio to the baseline; the standard library has no
+// with its p99, ratio to the baseline and, below, its CPU time per request
+// (and allocations); PocketBase's bar is green. The standard library has no
 // fonts, so the labels use the small bitmap font below.
 func writeChart(path string, rep Report) error {
 	const (
-		width, rowH, left, right, top = 1200, 44, 470, 330, 60
+		width, rowH, left, right, top = 1400, 56, 470, 530, 60
 		scale                         = 2
 	)
 	height := top + rowH*len(rep.Results) + 40
 	img := image.NewRGBA(image.Rect(0, 0, width, height))
 	draw.Draw(img, img.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
 	ink := color.RGBA{0x22, 0x22, 0x22, 0xff}
-	text(img, 16, 16, scale, ink, "SOUL BENCH: REQUESTS PER SECOND (BAR), P99 MS, RATIO TO BASELINE")
+	text(img, 16, 16, scale, ink, "SOUL BENCH: REQUESTS PER SECOND (BAR), P99 MS, RATIO TO BASELINE; CPU US PER REQUEST")
 	var most float64
 	for _, r := range rep.Results {
 		most = max(most, r.RPS)
@@ -41,12 +42,19 @@ func writeChart(path string, rep Report) error {
 			bar = color.RGBA{0x88, 0x88, 0x88, 0xff}
 		case r.Mode == "open":
 			bar = color.RGBA{0xd0, 0x8a, 0x2c, 0xff}
+		case r.Name == pocketBaseScenario:
+			bar = color.RGBA{0x3c, 0x9a, 0x5f, 0xff}
 		}
 		draw.Draw(img, image.Rect(left, y+6, left+max(w, 1), y+rowH-8), image.NewUniform(bar), image.Point{}, draw.Src)
-		text(img, left+w+8, y+12, scale, ink, fmt.Sprintf("%.0f/S P99 %.1f X%.2f", r.RPS, r.P99ms, r.RatioToBaseline))
+		label := fmt.Sprintf("%.0f/S P99 %.1f X%.2f", r.RPS, r.P99ms, r.RatioToBaseline)
+		if r.RatioToPocketBase > 0 {
+			label += fmt.Sprintf(", X%.2f PB", r.RatioToPocketBase)
+		}
+		text(img, left+w+8, y+4, scale, ink, label)
+		text(img, left+w+8, y+24, scale, color.RGBA{0x55, 0x55, 0x55, 0xff}, cpuLabel(r))
 	}
 	text(img, 16, height-26, scale, color.RGBA{0x66, 0x66, 0x66, 0xff},
-		fmt.Sprintf("VEGETA: %d WORKERS CLOSED LOOP; ORANGE: FIXED RATE AT HALF LOAD. %.0fS EACH", rep.Results[0].Concurrency, rep.DurationSec))
+		fmt.Sprintf("VEGETA: %d WORKERS CLOSED LOOP; GREEN: POCKETBASE; ORANGE: FIXED RATE AT HALF LOAD. %.0fS EACH", rep.Results[0].Concurrency, rep.DurationSec))
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -56,6 +64,28 @@ func writeChart(path string, rep Report) error {
 		return err
 	}
 	return f.Close()
+}
+
+// cpuLabel is a row's CPU time per request by process, and its allocations.
+func cpuLabel(r Result) string {
+	c := r.CPUPerRequest
+	if c == nil {
+		return ""
+	}
+	us := func(v float64) string {
+		if v < 0 {
+			return "?"
+		}
+		return fmt.Sprintf("%.0f", v)
+	}
+	s := "CPU US: BIN " + us(c.Binary) + " PG " + us(c.Postgres) + " REDIS " + us(c.Redis)
+	if c.PocketBase != nil {
+		s += " PB " + us(*c.PocketBase)
+	}
+	if r.AllocsPerRequest != nil {
+		s += fmt.Sprintf("; %.0f ALLOCS", *r.AllocsPerRequest)
+	}
+	return s
 }
 
 // text draws s in the 5x7 font at (x, y), each dot scale pixels.

@@ -16,6 +16,14 @@
 // pacer's schedule had the request due, so a slow server (or a load generator
 // starved of CPU) cannot hide its queue. Every latency is kept; percentiles
 // are exact. Seeding the users before the scenarios uses plain net/http.
+//
+// PocketBase (bench/pocketbase, its own module) is built meanwhile and, after
+// SOUL's list scenarios, started, seeded with the same users and moods and
+// driven with the same closed loop on its list (pocketbase.go). Around every
+// scenario soulbench reads the CPU time of the binary, Postgres (the
+// postmaster and its processes), Redis and, in its scenario, PocketBase from
+// /proc, and the binary's allocations from its admin /metrics (cpu.go), and
+// reports both per request.
 package main
 
 import (
@@ -57,6 +65,8 @@ func main() {
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load before each scenario")
 	flag.IntVar(&cfg.concurrency, "concurrency", 32, "workers of the closed loop")
 	flag.IntVar(&cfg.users, "users", 16, "users signed in for the mood routes")
+	flag.IntVar(&cfg.moods, "moods", 100, "moods seeded for each user, in SOUL and in PocketBase (at least 20, a full page)")
+	flag.StringVar(&cfg.pocketbase, "pocketbase", "bench/pocketbase", "the PocketBase module to build and compare GET /api/moods with; empty: none")
 	flag.Parse()
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "soulbench:", err)
@@ -65,9 +75,9 @@ func main() {
 }
 
 type config struct {
-	binary, caddyfile, out, png, cpuProfile string
-	duration, warmup                        time.Duration
-	concurrency, users                      int
+	binary, caddyfile, out, png, cpuProfile, pocketbase string
+	duration, warmup                                    time.Duration
+	concurrency, users, moods                           int
 }
 
 // Result is one scenario's figures; results.json holds a list of them.
@@ -89,15 +99,23 @@ type Result struct {
 	FirstError string `json:"first_error,omitempty"`
 	// RatioToBaseline is RPS over the baseline's RPS in the same run.
 	RatioToBaseline float64 `json:"ratio_to_baseline"`
+	// RatioToPocketBase, on SOUL's list rows, is RPS over PocketBase's list
+	// RPS in the same run.
+	RatioToPocketBase float64 `json:"ratio_to_pocketbase,omitempty"`
+	// CPUPerRequest is the CPU time each process used during the
+	// scenario, from /proc, over its requests (see cpu.go).
+	CPUPerRequest *CPUPerRequest `json:"cpu_us_per_request,omitempty"`
+	// AllocsPerRequest is the binary's heap allocations during the
+	// scenario (go_memstats_mallocs_total on its admin /metrics, read
+	// before and after, so the first of those scrapes is counted too) over
+	// its requests; not on PocketBase's row.
+	AllocsPerRequest *float64 `json:"allocs_per_request,omitempty"`
 	// PeakRSSMB is the binary's VmHWM after the scenario: the high-water
 	// mark of the whole process so far, that is the peak up to and
 	// including this scenario, so it never falls from one row to the next.
 	PeakRSSMB float64 `json:"peak_rss_mb"`
-	// CPUPerRequest is the CPU time (µs) of the binary, of all of
-	// Postgres and of Redis during the scenario, over its requests, read
-	// from /proc; AllocsPerRequest the binary's heap allocations likewise.
-	CPUPerRequest    map[string]float64 `json:"cpu_us_per_request,omitempty"`
-	AllocsPerRequest float64            `json:"allocs_per_request,omitempty"`
+	// PocketBasePeakRSSMB is PocketBase's VmHWM after its scenario.
+	PocketBasePeakRSSMB float64 `json:"pocketbase_peak_rss_mb,omitempty"`
 	// RedisCommands counts each Redis command during the scenario (INFO
 	// commandstats, which also counts the calls a script makes inside
 	// Redis) over its requests, where measured.
@@ -109,10 +127,13 @@ type Report struct {
 	When    time.Time `json:"when"`
 	Machine string    `json:"machine"`
 	// LoadGenerator names the library and version that sent the load.
-	LoadGenerator string   `json:"load_generator"`
-	DurationSec   float64  `json:"duration_per_scenario_sec"`
-	Results       []Result `json:"results"`
-	Targets       []Target `json:"targets"`
+	LoadGenerator string  `json:"load_generator"`
+	DurationSec   float64 `json:"duration_per_scenario_sec"`
+	// PocketBase names the peer measured (its module version), or says
+	// why it was not.
+	PocketBase string   `json:"pocketbase"`
+	Results    []Result `json:"results"`
+	Targets    []Target `json:"targets"`
 }
 
 // Target is one performance goal and what this run measured.
@@ -127,6 +148,9 @@ func run(cfg config) error {
 	redisURL := os.Getenv("SOUL_TEST_REDIS_URL")
 	if adminURL == "" || redisURL == "" {
 		return errors.New("SOUL_TEST_DATABASE_URL and SOUL_TEST_REDIS_URL must be set (run under scripts/testenv.sh)")
+	}
+	if cfg.moods < listPage {
+		return fmt.Errorf("-moods %d: the list scenarios expect a full page of %d", cfg.moods, listPage)
 	}
 	for _, u := range []string{adminURL, redisURL} {
 		if err := checkLoopback(u); err != nil {
@@ -156,9 +180,26 @@ func run(cfg config) error {
 	}
 	defer rdb.Close()
 
+	// PocketBase builds meanwhile (its first build compiles its
+	// dependencies); the scenarios wait for it, so it never runs beside them.
+	pbVersion, pbBuilt := "", make(chan pbBuild, 1)
+	if cfg.pocketbase != "" {
+		pbVersion = moduleVersion(cfg.pocketbase, "github.com/pocketbase/pocketbase")
+		pbDir, err := os.MkdirTemp("", "soulbench-pocketbase-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(pbDir)
+		fmt.Fprintf(os.Stderr, "soulbench: building PocketBase %s from %s\n", pbVersion, cfg.pocketbase)
+		go func() {
+			bin, err := buildPocketBase(cfg.pocketbase, pbDir)
+			pbBuilt <- pbBuild{bin, pbDir, err}
+		}()
+	}
+
 	client := newClient(cfg.concurrency * 4)
 	var phones atomic.Int64
-	fmt.Fprintf(os.Stderr, "soulbench: signing in %d users, 100 moods each\n", cfg.users)
+	fmt.Fprintf(os.Stderr, "soulbench: signing in %d users, %d moods each\n", cfg.users, cfg.moods)
 	tokens := make([]string, cfg.users)
 	for i := range tokens {
 		tok, err := signIn(client, srv.Base, phone(phones.Add(1)))
@@ -166,22 +207,23 @@ func run(cfg config) error {
 			return fmt.Errorf("seed: %w", err)
 		}
 		tokens[i] = tok
-		for j := 0; j < 100; j++ {
+		for j := 0; j < cfg.moods; j++ {
 			body := fmt.Sprintf(`{"score":%d,"label":"steady","note":"seeded mood %d","tags":["work","sleep"]}`, j%10+1, j)
 			if st, b, err := send(client, http.MethodPost, srv.Base+"/api/moods", tok, body); err != nil || st != http.StatusCreated {
 				return fmt.Errorf("seed mood: %d %s %v", st, b, err)
 			}
 		}
 	}
-	if st, b, err := send(client, http.MethodGet, srv.Base+"/api/moods", tokens[0], ""); err != nil || st != http.StatusOK || strings.Count(string(b), `"id"`) != 20 {
-		return fmt.Errorf("GET /api/moods does not list 20 moods: %d %v", st, err)
+	if st, b, err := send(client, http.MethodGet, srv.Base+"/api/moods", tokens[0], ""); err != nil || st != http.StatusOK || listItems(b) != listPage {
+		return fmt.Errorf("GET /api/moods does not list %d moods: %d %v", listPage, st, err)
 	}
 
-	get := func(base, path string, auth bool) newLoad {
-		if !auth {
-			return requests(http.StatusOK, vegeta.Target{Method: http.MethodGet, URL: base + path})
-		}
-		return requests(http.StatusOK, perUser(tokens, vegeta.Target{Method: http.MethodGet, URL: base + path})...)
+	get := func(base, path string) newLoad {
+		return requests(http.StatusOK, vegeta.Target{Method: http.MethodGet, URL: base + path})
+	}
+	// list is GET /api/moods by every user in turn, a full page expected.
+	list := func(base string) newLoad {
+		return listRequests(perUser(tokens, vegeta.Target{Method: http.MethodGet, URL: base + "/api/moods"})...)
 	}
 	postMood := requests(http.StatusCreated, perUser(tokens, vegeta.Target{
 		Method: http.MethodPost,
@@ -191,29 +233,68 @@ func run(cfg config) error {
 	})...)
 	otpPair := func() (vegeta.Targeter, judge) { return newSignIns(srv.Base, &phones, cfg.concurrency).load() }
 
+	var pb pbBuild
+	if cfg.pocketbase != "" {
+		fmt.Fprintf(os.Stderr, "soulbench: waiting for the PocketBase build\n")
+		pb = <-pbBuilt
+		if pb.err != nil {
+			fmt.Fprintf(os.Stderr, "soulbench: PocketBase not measured: %v\n", pb.err)
+		}
+	}
+
+	meter := newCPUMeter(srv.Pid(), adminURL, rdb)
+	metricsClient := &http.Client{Timeout: 10 * time.Second}
+	// measured runs one measured attack and adds the CPU and allocations
+	// of the time it ran to its result.
+	measured := func(name, mode string, attack func() *recording) Result {
+		c0, m0 := meter.sample(), mallocs(metricsClient, srv.Admin)
+		rec := attack()
+		c1, m1 := meter.sample(), mallocs(metricsClient, srv.Admin)
+		r := rec.result(name, mode)
+		r.CPUPerRequest = c0.perRequest(c1, r.Requests, meter.pb != 0)
+		if m0 >= 0 && m1 >= 0 && r.Requests > 0 && meter.pb == 0 {
+			v := (m1 - m0) / float64(r.Requests)
+			r.AllocsPerRequest = &v
+		}
+		return r
+	}
+
 	scenarios := []struct {
 		name  string
 		load  newLoad
 		redis bool
 	}{
-		{"baseline (respond)", get(srv.Base, "/bench/baseline", false), false},
-		{"GET /healthz", get(srv.Base, "/healthz", false), false},
-		{"GET /api/moods (limits on)", get(srv.Base, "/api/moods", true), true},
-		{"GET /api/moods (limits off)", get(srv.nolimit, "/api/moods", true), true},
+		{"baseline (respond)", get(srv.Base, "/bench/baseline"), false},
+		{"GET /healthz", get(srv.Base, "/healthz"), false},
+		{"GET /api/moods (limits on)", list(srv.Base), true},
+		{"GET /api/moods (limits off)", list(srv.nolimit), true},
+		{pocketBaseScenario, nil, false},
 		{"POST /api/moods", postMood, false},
 		{"otp/request + verify-otp", otpPair, false},
 	}
 	var results []Result
+	pbStatus := "not measured (-pocketbase empty)"
 	for _, s := range scenarios {
+		if s.name == pocketBaseScenario {
+			if cfg.pocketbase == "" {
+				continue
+			}
+			r, err := runPocketBase(cfg, pb, client, meter, measured)
+			if err != nil {
+				pbStatus = "PocketBase " + pbVersion + " not measured: " + err.Error()
+				fmt.Fprintf(os.Stderr, "soulbench: %s\n", pbStatus)
+				continue
+			}
+			pbStatus = "PocketBase " + pbVersion + " (" + cfg.pocketbase + ")"
+			r.PeakRSSMB = srv.peakRSSMB()
+			results = append(results, r)
+			continue
+		}
 		fmt.Fprintf(os.Stderr, "soulbench: %s, %d workers, %s\n", s.name, cfg.concurrency, cfg.duration)
 		closedLoop(client, cfg.concurrency, cfg.warmup, s.load)
 		before := redisCommands(rdb)
-		c0 := cpuSnap(srv.Pid(), srv.Admin)
-		rec := closedLoop(client, cfg.concurrency, cfg.duration, s.load)
-		c1 := cpuSnap(srv.Pid(), srv.Admin)
+		r := measured(s.name, "closed", func() *recording { return closedLoop(client, cfg.concurrency, cfg.duration, s.load) })
 		after := redisCommands(rdb)
-		r := rec.result(s.name, "closed")
-		r.CPUPerRequest, r.AllocsPerRequest = c0.perRequest(c1, r.Requests)
 		r.Concurrency = cfg.concurrency
 		if s.redis {
 			r.RedisCommands = perRequest(before, after, r.Requests)
@@ -224,32 +305,38 @@ func run(cfg config) error {
 
 	// Half the saturating load of GET /api/moods, at a fixed rate.
 	// vegeta's constant pacer takes whole requests per second.
-	rate := int(math.Round(results[2].RPS / 2))
+	rate := int(math.Round(find(results, "GET /api/moods (limits on)").RPS / 2))
 	fmt.Fprintf(os.Stderr, "soulbench: GET /api/moods (limits on) open loop at %d/s\n", rate)
 	// Its own pool, as large as the workers the open loop may add, so a
 	// burst does not open and close connections.
-	rec := openLoop(newClient(maxOpenWorkers), rate, cfg.duration, get(srv.Base, "/api/moods", true))
-	half := rec.result("GET /api/moods at half load", "open")
+	openClient := newClient(maxOpenWorkers)
+	half := measured("GET /api/moods at half load", "open", func() *recording {
+		return openLoop(openClient, rate, cfg.duration, list(srv.Base))
+	})
 	half.TargetRate = float64(rate)
 	half.PeakRSSMB = srv.peakRSSMB()
 	results = append(results, half)
 
 	base := results[0].RPS
+	pbRPS := find(results, pocketBaseScenario).RPS
 	for i := range results {
 		if base > 0 {
 			results[i].RatioToBaseline = results[i].RPS / base
+		}
+		if pbRPS > 0 && strings.HasPrefix(results[i].Name, "GET /api/moods (limits") {
+			results[i].RatioToPocketBase = results[i].RPS / pbRPS
 		}
 	}
 
 	if cfg.cpuProfile != "" {
 		fmt.Fprintf(os.Stderr, "soulbench: CPU profile under GET /api/moods load -> %s\n", cfg.cpuProfile)
-		if err := profile(srv, client, cfg, get(srv.Base, "/api/moods", true)); err != nil {
+		if err := profile(srv, client, cfg, list(srv.Base)); err != nil {
 			return err
 		}
 	}
 
 	rep := Report{When: time.Now().UTC().Truncate(time.Second), Machine: benchproc.Machine(), LoadGenerator: benchproc.LoadGenerator(),
-		DurationSec: cfg.duration.Seconds(), Results: results}
+		DurationSec: cfg.duration.Seconds(), PocketBase: pbStatus, Results: results}
 	rep.Targets = targets(results)
 	printTable(os.Stdout, rep)
 	if cfg.out != "" {
@@ -266,16 +353,11 @@ func run(cfg config) error {
 	return nil
 }
 
+// targets are the goals, each with what this run measured. They are
+// reported, never asserted: a goal missed does not fail the run.
 func targets(rs []Result) []Target {
-	find := func(name string) Result {
-		for _, r := range rs {
-			if r.Name == name {
-				return r
-			}
-		}
-		return Result{}
-	}
-	on, off, half := find("GET /api/moods (limits on)"), find("GET /api/moods (limits off)"), find("GET /api/moods at half load")
+	on, off, half, pb := find(rs, "GET /api/moods (limits on)"), find(rs, "GET /api/moods (limits off)"),
+		find(rs, "GET /api/moods at half load"), find(rs, pocketBaseScenario)
 	var peak float64
 	for _, r := range rs {
 		peak = max(peak, r.PeakRSSMB)
@@ -284,18 +366,45 @@ func targets(rs []Result) []Target {
 	if on.RedisCommands != nil && off.RedisCommands != nil {
 		extra = roundTrips(on.RedisCommands, inLimiterScript) - roundTrips(off.RedisCommands, inLimiterScript)
 	}
+	cpu := func(f func(*CPUPerRequest) float64, most float64) (string, bool) {
+		if on.CPUPerRequest == nil || f(on.CPUPerRequest) < 0 {
+			return "not measured", false
+		}
+		v := f(on.CPUPerRequest)
+		return fmt.Sprintf("%.0f µs", v), v <= most
+	}
+	binCPU, binOK := cpu(func(c *CPUPerRequest) float64 { return c.Binary }, 250)
+	pgCPU, pgOK := cpu(func(c *CPUPerRequest) float64 { return c.Postgres }, 150)
+	allocs, allocsOK := "not measured", false
+	if on.AllocsPerRequest != nil {
+		allocs, allocsOK = fmt.Sprintf("%.0f", *on.AllocsPerRequest), *on.AllocsPerRequest <= 300
+	}
+	vsPB := "not measured"
+	if pb.RPS > 0 {
+		vsPB = fmt.Sprintf("%.2fx (%.0f req/s vs PocketBase's %.0f)", on.RatioToPocketBase, on.RPS, pb.RPS)
+	}
 	return []Target{
 		{"authenticated GET /api/moods >= 25% of baseline rps", fmt.Sprintf("%.1f%%", 100*on.RatioToBaseline), on.RatioToBaseline >= 0.25},
-		{"p99 < 10 ms at half the saturating load", fmt.Sprintf("%.2f ms at %.0f/s", half.P99ms, half.TargetRate), half.P99ms < 10 && half.Requests > 0},
+		{"authenticated GET /api/moods >= 3x PocketBase's list rps", vsPB, pb.RPS > 0 && on.RatioToPocketBase >= 3},
+		{"binary CPU <= 250 µs per GET /api/moods", binCPU, binOK},
+		{"Postgres CPU <= 150 µs per GET /api/moods", pgCPU, pgOK},
+		{"<= 300 allocations per GET /api/moods", allocs, allocsOK},
+		{"p99 <= 10 ms at half the saturating load", fmt.Sprintf("%.2f ms at %.0f/s", half.P99ms, half.TargetRate), half.P99ms <= 10 && half.Requests > 0},
 		{"rate limiting adds <= 1 Redis round trip", fmt.Sprintf("%.2f more Redis round trips per request with limits on (%s); %.0f req/s on vs %.0f off", extra, describe(on.RedisCommands), on.RPS, off.RPS), extra >= 0 && extra <= 1.05},
 		{"peak RSS < 150 MB at saturating load", fmt.Sprintf("%.1f MB", peak), peak > 0 && peak < 150},
 	}
 }
 
 func printTable(w io.Writer, rep Report) {
-	fmt.Fprintf(w, "\n%s, %.0fs per scenario\n\n", rep.Machine, rep.DurationSec)
-	fmt.Fprintf(w, "| scenario | load | req/s | p50 ms | p90 ms | p99 ms | errors | vs baseline | peak RSS MB | Redis round trips/req | CPU µs/req binary, Postgres, Redis | allocs/req |\n")
-	fmt.Fprintf(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(w, "\n%s, %.0fs per scenario; %s\n\n", rep.Machine, rep.DurationSec, rep.PocketBase)
+	fmt.Fprintf(w, "| scenario | load | req/s | p50 ms | p90 ms | p99 ms | errors | vs baseline | vs PocketBase | CPU µs/req binary | Postgres | Redis | PocketBase | allocs/req | peak RSS MB | Redis round trips/req |\n")
+	fmt.Fprintf(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	us := func(v float64) string {
+		if v < 0 {
+			return "?"
+		}
+		return fmt.Sprintf("%.0f", v)
+	}
 	for _, r := range rep.Results {
 		load := fmt.Sprintf("%d workers", r.Concurrency)
 		if r.Mode == "open" {
@@ -305,25 +414,39 @@ func printTable(w io.Writer, rep Report) {
 		if r.RedisCommands != nil {
 			cmds = fmt.Sprintf("%.2f", roundTrips(r.RedisCommands, inLimiterScript))
 		}
-		cpu, allocs := "", ""
-		if c := r.CPUPerRequest; c != nil {
-			cpu = fmt.Sprintf("%.0f, %.0f, %.0f", c["binary"], c["postgres"], c["redis"])
-			allocs = fmt.Sprintf("%.0f", r.AllocsPerRequest)
+		vsPB := ""
+		if r.RatioToPocketBase > 0 {
+			vsPB = fmt.Sprintf("%.2f", r.RatioToPocketBase)
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %.2f | %.2f | %.2f | %d | %.2f | %.1f | %s | %s | %s |\n",
-			r.Name, load, r.RPS, r.P50ms, r.P90ms, r.P99ms, r.Errors, r.RatioToBaseline, r.PeakRSSMB, cmds, cpu, allocs)
+		bin, pg, redis, pb := "", "", "", ""
+		if c := r.CPUPerRequest; c != nil {
+			bin, pg, redis = us(c.Binary), us(c.Postgres), us(c.Redis)
+			if c.PocketBase != nil {
+				pb = us(*c.PocketBase)
+			}
+		}
+		allocs := ""
+		if r.AllocsPerRequest != nil {
+			allocs = fmt.Sprintf("%.0f", *r.AllocsPerRequest)
+		}
+		rss := fmt.Sprintf("%.1f", r.PeakRSSMB)
+		if r.PocketBasePeakRSSMB > 0 {
+			rss += fmt.Sprintf(" (PocketBase %.1f)", r.PocketBasePeakRSSMB)
+		}
+		fmt.Fprintf(w, "| %s | %s | %.0f | %.2f | %.2f | %.2f | %d | %.2f | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.Name, load, r.RPS, r.P50ms, r.P90ms, r.P99ms, r.Errors, r.RatioToBaseline, vsPB, bin, pg, redis, pb, allocs, rss, cmds)
 	}
-	fmt.Fprintf(w, "\nLoad from %s. Peak RSS is the binary's VmHWM read after each scenario: the process's high-water mark so far, the peak up to and including that scenario.\n", rep.LoadGenerator)
+	fmt.Fprintf(w, "\nLoad from %s. Peak RSS is the binary's VmHWM read after each scenario: the process's high-water mark so far, the peak up to and including that scenario. CPU per request is utime+stime from /proc over the scenario's requests (Postgres: the postmaster and all its processes).\n", rep.LoadGenerator)
 	for _, r := range rep.Results {
 		if r.FirstError != "" {
 			fmt.Fprintf(w, "\n%s: %d errors, the first: %.300s\n", r.Name, r.Errors, r.FirstError)
 		}
 	}
-	fmt.Fprintf(w, "\n| target | measured | met |\n|---|---|---|\n")
+	fmt.Fprintf(w, "\n| goal | measured | result |\n|---|---|---|\n")
 	for _, t := range rep.Targets {
-		met := "no"
+		met := "fail"
 		if t.Met {
-			met = "yes"
+			met = "pass"
 		}
 		fmt.Fprintf(w, "| %s | %s | %s |\n", t.Goal, t.Measured, met)
 	}
@@ -349,6 +472,40 @@ func requests(want int, targets ...vegeta.Target) newLoad {
 			return r.Latency, true, nil
 		}
 	}
+}
+
+// listPage is how many moods a list answer holds: SOUL's default page and
+// PocketBase's perPage=20.
+const listPage = 20
+
+// listItems counts the items of a list answer, SOUL's or PocketBase's:
+// each has one "id" key, and nothing else in them is named id.
+func listItems(b []byte) int { return bytes.Count(b, []byte(`"id":`)) }
+
+// listRequests is a list scenario: each answer must be 200 with a full
+// page of moods.
+func listRequests(targets ...vegeta.Target) newLoad {
+	return func() (vegeta.Targeter, judge) {
+		return vegeta.NewStaticTargeter(targets...), func(r *vegeta.Result) (time.Duration, bool, error) {
+			if err := answered(r, http.StatusOK); err != nil {
+				return 0, true, err
+			}
+			if n := listItems(r.Body); n != listPage {
+				return 0, true, fmt.Errorf("%s %s: %d items, not %d", r.Method, r.URL, n, listPage)
+			}
+			return r.Latency, true, nil
+		}
+	}
+}
+
+// find is the result named name, or a zero Result.
+func find(rs []Result, name string) Result {
+	for _, r := range rs {
+		if r.Name == name {
+			return r
+		}
+	}
+	return Result{}
 }
 
 // perUser is t once for each signed-in user, with that user's token, so
@@ -526,9 +683,10 @@ func (r *recording) result(name, mode string) Result {
 const maxSamples = 2_000_000
 
 // maxBody is as much of each answer as the results keep: enough for an
-// error's problem+json and the sign-in fields; the rest is read and
-// dropped, so connections are reused.
-const maxBody = 4 << 10
+// error's problem+json, the sign-in fields and a whole page of moods (its
+// items are counted); the rest is read and dropped, so connections are
+// reused.
+const maxBody = 64 << 10
 
 // closedLoop attacks with exactly n workers for d at vegeta's rate 0 (as
 // fast as possible): with the workers at MaxWorkers the attacker cannot add
