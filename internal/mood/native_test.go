@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/uptrace/bun"
 
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/testservices"
@@ -50,18 +51,7 @@ func cutComma(s string) (string, string, bool) {
 // non-ASCII tags, NULL label and note, the largest page).
 func TestNativeListMatchesBun(t *testing.T) {
 	ctx := context.Background()
-	db, _, err := database.Open(ctx, database.Config{URL: testservices.NewDatabase(t)}, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	r, err := migrations.New(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedPostgres(t)
 	s := NewStore(db, nil)
 	user, other := uuid.New(), uuid.New()
 	for i, id := range []uuid.UUID{user, other} {
@@ -136,19 +126,8 @@ func first(ms []Mood) any {
 // pgx that answered otherwise would only be slower, so this says so.
 func TestNativeListDecodesTheWire(t *testing.T) {
 	ctx := context.Background()
-	db, _, err := database.Open(ctx, database.Config{URL: testservices.NewDatabase(t)}, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	r, err := migrations.New(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	err = database.Native(ctx, db, func(c *pgx.Conn) error {
+	db := migratedPostgres(t)
+	err := database.Native(ctx, db, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx, selectMoods+" LIMIT 1", database.StatementMode, [16]byte(uuid.New()))
 		if err != nil {
 			return err
@@ -164,4 +143,23 @@ func TestNativeListDecodesTheWire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// migratedPostgres opens a fresh, migrated Postgres database.
+func migratedPostgres(t *testing.T) *bun.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, _, err := database.Open(ctx, database.Config{URL: testservices.NewDatabase(t)}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	r, err := migrations.New(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
