@@ -1,8 +1,10 @@
 package soultest
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -28,5 +30,29 @@ func CaptureLogs(t testing.TB, caddyfile string) (config string, read func() []b
 			t.Fatalf("reading the captured logs: %v", err)
 		}
 		return b
+	}
+}
+
+// SearchLogs fails t when logs hold any of secrets, or any of codes standing
+// alone: six digits also occur inside timestamps, durations and ids,
+// so a code is matched only between non-digits. The
+// search is only worth something if the run was logged: logs must hold
+// every line of want.
+func SearchLogs(t testing.TB, logs []byte, want, secrets, codes []string) {
+	t.Helper()
+	for _, w := range want {
+		if !bytes.Contains(logs, []byte(w)) {
+			t.Fatalf("the logs lack %q; is the capture working?\n%s", w, logs)
+		}
+	}
+	for _, sec := range secrets {
+		if bytes.Contains(logs, []byte(sec)) {
+			t.Errorf("the logs contain a secret of the run (%d characters)", len(sec))
+		}
+	}
+	for _, code := range codes {
+		if regexp.MustCompile(`(^|[^0-9])` + regexp.QuoteMeta(code) + `([^0-9]|$)`).Match(logs) {
+			t.Error("the logs contain a code of the run")
+		}
 	}
 }

@@ -226,7 +226,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	soultest.WantStatus(t, c.withToken(http.MethodDelete, soulauth.PathMe, final.AccessToken), http.StatusNoContent)
 
 	logs := readLogs()
-	searchLogs(t, logs, []string{"sign-in code sent", "signed in", "refresh token reused", "too_many_attempts", "rate_limited", "account deleted", `"level":"debug"`},
+	soultest.SearchLogs(t, logs, []string{"sign-in code sent", "signed in", "refresh token reused", "too_many_attempts", "rate_limited", "account deleted", `"level":"debug"`},
 		secrets, codes)
 	// JWT segments appear in logs only if a whole token does; a header
 	// echo would show the payload segment.

@@ -236,7 +236,7 @@ func TestTwilio(t *testing.T) {
 				}
 			}
 
-			searchLogs(t, readLogs(), []string{"sign-in code sent", "signed in", "sign-in refused", "SMS provider unavailable", `"level":"debug"`},
+			soultest.SearchLogs(t, readLogs(), []string{"sign-in code sent", "signed in", "sign-in refused", "SMS provider unavailable", `"level":"debug"`},
 				secrets, codes)
 		})
 	}
