@@ -64,7 +64,11 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	variant := func(timeout string) string {
-		return strings.Replace(string(base), "soul_health\n", "soul_health {\n\t\t\tdatabase_timeout "+timeout+"\n\t\t}\n", 1)
+		cfg := strings.Replace(string(base), "soul_health\n", "soul_health {\n\t\t\tdatabase_timeout "+timeout+"\n\t\t}\n", 1)
+		if cfg == string(base) {
+			t.Fatal("the Caddyfile has no soul_health line to vary")
+		}
+		return cfg
 	}
 	dbURL := testservices.NewDatabase(t)
 	redisURL := testservices.RedisURL(t)

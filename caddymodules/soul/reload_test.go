@@ -124,6 +124,9 @@ func TestReloadKeepsConnections(t *testing.T) {
 		// A real change each time, so Caddy does not skip the reload.
 		timeout := []string{"1s", "2s"}[i%2]
 		cfg := strings.Replace(string(base), "soul_health\n", "soul_health {\n\t\t\tdatabase_timeout "+timeout+"\n\t\t}\n", 1)
+		if cfg == string(base) {
+			t.Fatal("the Caddyfile has no soul_health line to vary")
+		}
 		s.Reload(cfg)
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -40,6 +40,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +62,8 @@ func main() {
 	flag.StringVar(&cfg.out, "out", "", "write the results as JSON to this file")
 	flag.StringVar(&cfg.png, "png", "", "write a chart of the results to this PNG file")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "save a CPU profile of the binary under GET /api/moods load to this file")
+	flag.StringVar(&cfg.allocProfile, "allocprofile", "", "save the allocations of the binary under GET /api/moods load (a delta profile) to this file")
+	flag.StringVar(&cfg.scenarios, "scenarios", "", "run only the scenarios whose names match this regular expression (the half-load one needs \"limits on\")")
 	flag.DurationVar(&cfg.duration, "duration", 6*time.Second, "how long each scenario runs")
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unmeasured load before each scenario")
 	flag.IntVar(&cfg.concurrency, "concurrency", 32, "workers of the closed loop")
@@ -75,9 +78,9 @@ func main() {
 }
 
 type config struct {
-	binary, caddyfile, out, png, cpuProfile, pocketbase string
-	duration, warmup                                    time.Duration
-	concurrency, users, moods                           int
+	binary, caddyfile, out, png, cpuProfile, allocProfile, pocketbase, scenarios string
+	duration, warmup                                                             time.Duration
+	concurrency, users, moods                                                    int
 }
 
 // Result is one scenario's figures; results.json holds a list of them.
@@ -148,6 +151,10 @@ func run(cfg config) error {
 	redisURL := os.Getenv("SOUL_TEST_REDIS_URL")
 	if adminURL == "" || redisURL == "" {
 		return errors.New("SOUL_TEST_DATABASE_URL and SOUL_TEST_REDIS_URL must be set (run under scripts/testenv.sh)")
+	}
+	only, err := regexp.Compile(cfg.scenarios)
+	if err != nil {
+		return fmt.Errorf("-scenarios: %w", err)
 	}
 	if cfg.moods < listPage {
 		return fmt.Errorf("-moods %d: the list scenarios expect a full page of %d", cfg.moods, listPage)
@@ -275,6 +282,9 @@ func run(cfg config) error {
 	var results []Result
 	pbStatus := "not measured (-pocketbase empty)"
 	for _, s := range scenarios {
+		if !only.MatchString(s.name) {
+			continue
+		}
 		if s.name == pocketBaseScenario {
 			if cfg.pocketbase == "" {
 				continue
@@ -305,19 +315,21 @@ func run(cfg config) error {
 
 	// Half the saturating load of GET /api/moods, at a fixed rate.
 	// vegeta's constant pacer takes whole requests per second.
-	rate := int(math.Round(find(results, "GET /api/moods (limits on)").RPS / 2))
-	fmt.Fprintf(os.Stderr, "soulbench: GET /api/moods (limits on) open loop at %d/s\n", rate)
-	// Its own pool, as large as the workers the open loop may add, so a
-	// burst does not open and close connections.
-	openClient := newClient(maxOpenWorkers)
-	half := measured("GET /api/moods at half load", "open", func() *recording {
-		return openLoop(openClient, rate, cfg.duration, list(srv.Base))
-	})
-	half.TargetRate = float64(rate)
-	half.PeakRSSMB = srv.peakRSSMB()
-	results = append(results, half)
+	if full := find(results, "GET /api/moods (limits on)"); full.RPS > 0 {
+		rate := int(math.Round(full.RPS / 2))
+		fmt.Fprintf(os.Stderr, "soulbench: GET /api/moods (limits on) open loop at %d/s\n", rate)
+		// Its own pool, as large as the workers the open loop may add, so a
+		// burst does not open and close connections.
+		openClient := newClient(maxOpenWorkers)
+		half := measured("GET /api/moods at half load", "open", func() *recording {
+			return openLoop(openClient, rate, cfg.duration, list(srv.Base))
+		})
+		half.TargetRate = float64(rate)
+		half.PeakRSSMB = srv.peakRSSMB()
+		results = append(results, half)
+	}
 
-	base := results[0].RPS
+	base := find(results, "baseline (respond)").RPS
 	pbRPS := find(results, pocketBaseScenario).RPS
 	for i := range results {
 		if base > 0 {
@@ -328,9 +340,15 @@ func run(cfg config) error {
 		}
 	}
 
-	if cfg.cpuProfile != "" {
-		fmt.Fprintf(os.Stderr, "soulbench: CPU profile under GET /api/moods load -> %s\n", cfg.cpuProfile)
-		if err := profile(srv, client, cfg, list(srv.Base)); err != nil {
+	for _, p := range []struct{ kind, path, file string }{
+		{"CPU", "profile", cfg.cpuProfile},
+		{"allocation", "allocs", cfg.allocProfile},
+	} {
+		if p.file == "" {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "soulbench: %s profile under GET /api/moods load -> %s\n", p.kind, p.file)
+		if err := profile(srv, client, cfg, list(srv.Base), p.path, p.file); err != nil {
 			return err
 		}
 	}
@@ -913,9 +931,10 @@ func (s *server) peakRSSMB() float64 {
 	return hwm
 }
 
-// profile fetches a CPU profile from the admin endpoint's /debug/pprof
-// while load runs in a closed loop.
-func profile(s *server, c *http.Client, cfg config, load newLoad) error {
+// profile fetches the profile at /debug/pprof/<path> of the admin endpoint
+// over the seconds a closed loop of load runs (for allocs, a delta: what
+// was allocated in those seconds) and writes it to file.
+func profile(s *server, c *http.Client, cfg config, load newLoad, path, file string) error {
 	secs := max(1, int(cfg.duration.Seconds()))
 	type got struct {
 		b   []byte
@@ -924,7 +943,7 @@ func profile(s *server, c *http.Client, cfg config, load newLoad) error {
 	ch := make(chan got, 1)
 	go func() {
 		pc := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
-		resp, err := pc.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.Admin, secs))
+		resp, err := pc.Get(fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", s.Admin, path, secs))
 		if err != nil {
 			ch <- got{err: err}
 			return
@@ -941,7 +960,7 @@ func profile(s *server, c *http.Client, cfg config, load newLoad) error {
 	if g.err != nil {
 		return g.err
 	}
-	return os.WriteFile(cfg.cpuProfile, g.b, 0o644)
+	return os.WriteFile(file, g.b, 0o644)
 }
 
 func createDatabase(adminURL string) (string, func(), error) {
