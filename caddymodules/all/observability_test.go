@@ -204,6 +204,11 @@ func checkMetricsPage(t *testing.T, before, page string) {
 			t.Errorf("%s grew by %v in the flow, want %v", series, got, want)
 		}
 	}
+	// The flow's requests carried access tokens: the verified ones are
+	// remembered, and the gauge says how many.
+	if n := sample(page, "soul_access_token_cache_entries"); n < 1 {
+		t.Errorf("soul_access_token_cache_entries %v after a flow of signed-in requests", n)
+	}
 	for _, want := range []string{`soul_health_up{dependency="database"} 1`, `soul_health_up{dependency="redis"} 1`} {
 		if !strings.Contains(page, want+"\n") {
 			t.Errorf("the metrics page lacks %q", want)

@@ -204,6 +204,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.Cleanup()
 		return fmt.Errorf("soul: access tokens: %w", err)
 	}
+	metrics.AddIssuer(a.issuer)
 	if err := a.acquireLimiter(); err != nil {
 		a.Cleanup()
 		return err
@@ -253,6 +254,9 @@ func (a *App) Stop() error {
 // Cleanup releases this config's references to the shared resources.
 func (a *App) Cleanup() error {
 	var errs []error
+	if a.issuer != nil {
+		metrics.RemoveIssuer(a.issuer)
+	}
 	if a.reporter != nil {
 		a.reporter.Close()
 		a.reporter = nil

@@ -119,6 +119,12 @@ var all = []prometheus.Collector{OTPSends, OTPBudgetRefusals, OTPChecks, Refresh
 	limiterSum("rate_limit_pending_deletes_dropped_total", prometheus.CounterValue,
 		"Rate-limit key deletions given up because too many were waiting for Redis; those keys expire with their windows.",
 		func(l LimiterStats) float64 { return float64(l.DroppedDeletes()) }),
+	issuerSum("access_token_cache_entries", prometheus.GaugeValue,
+		"Verified access tokens remembered in memory, so a token seen before is not checked again (bounded per config).",
+		func(i IssuerStats) float64 { return float64(i.CachedTokens()) }),
+	issuerSum("access_token_cache_clears_total", prometheus.CounterValue,
+		"Times the verified-token cache was full of live tokens and was emptied.",
+		func(i IssuerStats) float64 { return float64(i.CacheClears()) }),
 }
 
 // LimiterStats is what the live rate limiters report.
@@ -130,7 +136,13 @@ type LimiterStats interface {
 	DroppedDeletes() uint64
 }
 
-var limiters sync.Map
+// IssuerStats is what the live access-token issuers report.
+type IssuerStats interface {
+	CachedTokens() int
+	CacheClears() uint64
+}
+
+var limiters, issuers sync.Map
 
 // AddLimiter reports l's figures in the soul_rate_limit_* metrics until
 // RemoveLimiter(l); the figures of several live limiters (a reload in
@@ -140,13 +152,28 @@ func AddLimiter(l LimiterStats) { limiters.Store(l, struct{}{}) }
 // RemoveLimiter stops reporting l.
 func RemoveLimiter(l LimiterStats) { limiters.Delete(l) }
 
-// limiterSum is a metric read at scrape time: f summed over the live
-// limiters.
+// AddIssuer reports i's figures in the soul_access_token_* metrics until
+// RemoveIssuer(i), added up like the limiters'.
+func AddIssuer(i IssuerStats) { issuers.Store(i, struct{}{}) }
+
+// RemoveIssuer stops reporting i.
+func RemoveIssuer(i IssuerStats) { issuers.Delete(i) }
+
 func limiterSum(name string, kind prometheus.ValueType, help string, f func(LimiterStats) float64) prometheus.Collector {
+	return liveSum(&limiters, name, kind, help, f)
+}
+
+func issuerSum(name string, kind prometheus.ValueType, help string, f func(IssuerStats) float64) prometheus.Collector {
+	return liveSum(&issuers, name, kind, help, f)
+}
+
+// liveSum is a metric read at scrape time: f summed over the members of
+// live.
+func liveSum[S any](live *sync.Map, name string, kind prometheus.ValueType, help string, f func(S) float64) prometheus.Collector {
 	sum := func() float64 {
 		var n float64
-		limiters.Range(func(k, _ any) bool {
-			n += f(k.(LimiterStats))
+		live.Range(func(k, _ any) bool {
+			n += f(k.(S))
 			return true
 		})
 		return n

@@ -67,6 +67,7 @@ type Issuer struct {
 	ttl    time.Duration
 	now    func() time.Time
 	parser *jwt.Parser
+	cache  *verifiedTokens
 }
 
 // NewIssuer returns an Issuer for opts. Key strength rules (such as the
@@ -80,9 +81,10 @@ func NewIssuer(opts Options) (*Issuer, error) {
 		return nil, errors.New("token: access token lifetime is negative")
 	}
 	iss := &Issuer{
-		key: clone(opts.Key),
-		ttl: opts.AccessTTL,
-		now: opts.Now,
+		key:   clone(opts.Key),
+		ttl:   opts.AccessTTL,
+		now:   opts.Now,
+		cache: newVerifiedTokens(MaxCachedTokens),
 	}
 	if iss.ttl == 0 {
 		iss.ttl = DefaultAccessTTL
@@ -158,11 +160,27 @@ func (iss *Issuer) IssueSession(userID, sessionID string) (string, Claims, error
 }
 
 // Verify checks an access token's algorithm, signature (current key, then
-// the previous one), expiry and claims, and returns its claims.
+// the previous one), expiry and claims, and returns its claims. A token
+// that verified before and is still within its times is answered from
+// memory (see verifiedTokens).
 func (iss *Issuer) Verify(token string) (Claims, error) {
 	if len(token) > maxTokenLength {
 		return Claims{}, invalid("too long")
 	}
+	now := iss.now()
+	if c, ok := iss.cache.get(token, now); ok {
+		return c, nil
+	}
+	c, err := iss.verify(token)
+	if err != nil {
+		return Claims{}, err
+	}
+	iss.cache.put(token, c, now)
+	return c, nil
+}
+
+// verify is Verify without the cache: the full check.
+func (iss *Issuer) verify(token string) (Claims, error) {
 	if strings.HasPrefix(token, RefreshPrefix) {
 		return Claims{}, invalid("refresh token presented as access token")
 	}
