@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,12 +64,15 @@ func listNative(ctx context.Context, c *pgx.Conn, dst *[]Mood, userID uuid.UUID,
 	defer rows.Close()
 	var page pageSlabs
 	for rows.Next() {
-		var m Mood
-		if err := scanMood(rows, &m, &page); err != nil {
+		// Scanned in place: a local Mood would escape (the fallback scan
+		// takes its fields' addresses) and cost an allocation a row.
+		*dst = append(*dst, Mood{})
+		m := &(*dst)[len(*dst)-1]
+		if err := scanMood(rows, m, &page); err != nil {
+			*dst = (*dst)[:len(*dst)-1]
 			return err
 		}
 		m.UserID = userID
-		*dst = append(*dst, m)
 	}
 	return rows.Err()
 }
@@ -139,7 +141,12 @@ func scanMood(rows pgx.Rows, m *Mood, page *pageSlabs) error {
 	}
 	// One string holds the row's text: label, note and the tags' JSON; the
 	// values are slices of it.
-	all := string(slices.Concat(v[2], v[3], tagsRaw))
+	var text strings.Builder
+	text.Grow(len(v[2]) + len(v[3]) + len(tagsRaw))
+	text.Write(v[2])
+	text.Write(v[3])
+	text.Write(tagsRaw)
+	all := text.String()
 	if v[2] != nil {
 		m.Label = page.text(all[:len(v[2])])
 	}

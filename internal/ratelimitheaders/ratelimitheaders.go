@@ -8,6 +8,7 @@ package ratelimitheaders
 
 import (
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"time"
 
@@ -32,14 +33,45 @@ const (
 // long has Limit requests again. A refused client is told the shorter wait
 // for a single request by Retry-After.
 func Set(h http.Header, policy string, d limiter.Decision, now time.Time) {
-	window := seconds(d.Rule.Window)
-	reset := seconds(d.ResetAfter)
-	quoted := `"` + policy + `"`
-	h.Set(Policy, quoted+";q="+strconv.Itoa(d.Limit)+";w="+strconv.FormatInt(window, 10))
-	h.Set(RateLimit, quoted+";r="+strconv.Itoa(d.Remaining)+";t="+strconv.FormatInt(reset, 10))
-	h.Set(Limit, strconv.Itoa(d.Limit))
-	h.Set(Remaining, strconv.Itoa(d.Remaining))
-	h.Set(Reset, strconv.FormatInt(unixCeil(now.Add(d.ResetAfter)), 10))
+	// Sent on every limited answer: the five values are written into one
+	// buffer and one string, and share one backing array, instead of a
+	// dozen allocations.
+	limit, remaining := int64(d.Limit), int64(d.Remaining)
+	var buf [192]byte // on the stack; a longer policy name grows it
+	b := buf[:0]
+	var end [5]int
+	b = strconv.AppendInt(append(append(append(b, '"'), policy...), `";q=`...), limit, 10)
+	b = strconv.AppendInt(append(b, ";w="...), seconds(d.Rule.Window), 10)
+	end[0] = len(b)
+	b = strconv.AppendInt(append(append(append(b, '"'), policy...), `";r=`...), remaining, 10)
+	b = strconv.AppendInt(append(b, ";t="...), seconds(d.ResetAfter), 10)
+	end[1] = len(b)
+	b = strconv.AppendInt(b, limit, 10)
+	end[2] = len(b)
+	b = strconv.AppendInt(b, remaining, 10)
+	end[3] = len(b)
+	b = strconv.AppendInt(b, unixCeil(now.Add(d.ResetAfter)), 10)
+	end[4] = len(b)
+	all := string(b)
+	vals := make([]string, 5)
+	start := 0
+	for i, e := range end {
+		vals[i] = all[start:e]
+		start = e
+	}
+	for i, name := range canonicalNames {
+		h[name] = vals[i : i+1 : i+1]
+	}
+}
+
+// canonicalNames are the fields in Set's order, in the form http.Header.Set
+// would store them ("Ratelimit-Policy"), so Get and the wire see the same.
+var canonicalNames = [5]string{
+	textproto.CanonicalMIMEHeaderKey(Policy),
+	textproto.CanonicalMIMEHeaderKey(RateLimit),
+	textproto.CanonicalMIMEHeaderKey(Limit),
+	textproto.CanonicalMIMEHeaderKey(Remaining),
+	textproto.CanonicalMIMEHeaderKey(Reset),
 }
 
 // Header returns the fields of Set in a new header, for an error answer
