@@ -36,33 +36,31 @@ func listNative(ctx context.Context, c *pgx.Conn, dst *[]Mood, userID uuid.UUID,
 	ctx, end := tracing.Query(ctx, "postgresql", "SELECT", "moods")
 	defer func() { end(err) }()
 
-	args := make([]any, 1, 6)
+	args := make([]any, 2, 7)
 	args[0] = database.StatementMode
-	var b strings.Builder
-	b.Grow(len(selectMoods) + 120)
-	b.WriteString(selectMoods)
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args)-1)
-	}
-	args = append(args, [16]byte(userID))
+	args[1] = [16]byte(userID)
+	form := 0
 	if q.Before != nil {
-		b.WriteString(" AND (recorded_at, id) < (" + arg(dbTime(q.Before.RecordedAt)) + ", " + arg([16]byte(q.Before.ID)) + ")")
+		form |= formBefore
+		args = append(args, dbTime(q.Before.RecordedAt), [16]byte(q.Before.ID))
 	}
 	if q.From != nil {
-		b.WriteString(" AND recorded_at >= " + arg(dbTime(*q.From)))
+		form |= formFrom
+		args = append(args, dbTime(*q.From))
 	}
 	if q.To != nil {
-		b.WriteString(" AND recorded_at < " + arg(dbTime(*q.To)))
+		form |= formTo
+		args = append(args, dbTime(*q.To))
 	}
-	b.WriteString(" ORDER BY recorded_at DESC, id DESC LIMIT " + arg(int64(limit+1)))
+	args = append(args, int64(limit+1))
 
-	rows, err := c.Query(ctx, b.String(), args...)
+	rows, err := c.Query(ctx, listStatements[form], args...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	var page pageSlabs
+	first := len(*dst)
 	for rows.Next() {
 		// Scanned in place: a local Mood would escape (the fallback scan
 		// takes its fields' addresses) and cost an allocation a row.
@@ -74,15 +72,73 @@ func listNative(ctx context.Context, c *pgx.Conn, dst *[]Mood, userID uuid.UUID,
 		}
 		m.UserID = userID
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return page.finish((*dst)[first:])
 }
 
-// pageSlabs hold, for a whole page, the strings that the moods' Label and
-// Note point at and their tags, so that a row costs one allocation (its
-// text) rather than one per value.
+// The bounds a list statement has, and its text for each set of them,
+// built once: the placeholders are numbered in the order listNative
+// appends the arguments.
+const (
+	formBefore = 1 << iota
+	formFrom
+	formTo
+)
+
+var listStatements = func() (forms [8]string) {
+	for form := range forms {
+		n := 1
+		arg := func() string { n++; return "$" + strconv.Itoa(n) }
+		st := selectMoods
+		if form&formBefore != 0 {
+			st += " AND (recorded_at, id) < (" + arg() + ", " + arg() + ")"
+		}
+		if form&formFrom != 0 {
+			st += " AND recorded_at >= " + arg()
+		}
+		if form&formTo != 0 {
+			st += " AND recorded_at < " + arg()
+		}
+		forms[form] = st + " ORDER BY recorded_at DESC, id DESC LIMIT " + arg()
+	}
+	return forms
+}()
+
+// pageSlabs hold, for a whole page, the text of every row (label, note
+// and the tags' JSON, copied from the wire into one buffer that becomes
+// one string at the end) and the strings the moods' Label, Note and Tags
+// point into, so that a page costs a handful of allocations rather than
+// several a row.
 type pageSlabs struct {
+	buf   []byte
+	spans []textSpan
 	texts []string
 	tags  []string
+}
+
+// textSpan is where one row's text lies in pageSlabs.buf; a row scanned
+// without the binary format (scanned true) has its values set already.
+type textSpan struct {
+	scanned                bool
+	label, note, tags, end int
+	hasLabel, hasNote      bool
+}
+
+func (p *pageSlabs) add(label, note, tags []byte) {
+	if p.spans == nil {
+		p.spans = make([]textSpan, 0, MaxLimit+1)
+		p.buf = make([]byte, 0, 4096)
+	}
+	sp := textSpan{label: len(p.buf), hasLabel: label != nil, hasNote: note != nil}
+	p.buf = append(p.buf, label...)
+	sp.note = len(p.buf)
+	p.buf = append(p.buf, note...)
+	sp.tags = len(p.buf)
+	p.buf = append(p.buf, tags...)
+	sp.end = len(p.buf)
+	p.spans = append(p.spans, sp)
 }
 
 func (p *pageSlabs) text(s string) *string {
@@ -91,6 +147,36 @@ func (p *pageSlabs) text(s string) *string {
 	}
 	p.texts = append(p.texts, s)
 	return &p.texts[len(p.texts)-1]
+}
+
+// finish sets the text values of moods, one per span in order.
+func (p *pageSlabs) finish(moods []Mood) error {
+	if len(p.spans) != len(moods) {
+		return fmt.Errorf("mood: %d rows of text for %d moods", len(p.spans), len(moods))
+	}
+	all := string(p.buf)
+	for i, sp := range p.spans {
+		if sp.scanned {
+			continue
+		}
+		m := &moods[i]
+		if sp.hasLabel {
+			m.Label = p.text(all[sp.label:sp.note])
+		}
+		if sp.hasNote {
+			m.Note = p.text(all[sp.note:sp.tags])
+		}
+		tagsJSON := all[sp.tags:sp.end]
+		if tags, ok := splitPlainTags(tagsJSON, &p.tags); ok {
+			m.Tags = tags
+			continue
+		}
+		var err error
+		if m.Tags, err = decodeTags([]byte(tagsJSON)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // scanMood reads one row of moodColumns. In the binary format the
@@ -111,6 +197,7 @@ func scanMood(rows pgx.Rows, m *Mood, page *pageSlabs) error {
 		}
 		var err error
 		m.Tags, err = decodeTags(tags)
+		page.spans = append(page.spans, textSpan{scanned: true})
 		return err
 	}
 	v := rows.RawValues()
@@ -139,27 +226,10 @@ func scanMood(rows pgx.Rows, m *Mood, page *pageSlabs) error {
 			return err
 		}
 	}
-	// One string holds the row's text: label, note and the tags' JSON; the
-	// values are slices of it.
-	var text strings.Builder
-	text.Grow(len(v[2]) + len(v[3]) + len(tagsRaw))
-	text.Write(v[2])
-	text.Write(v[3])
-	text.Write(tagsRaw)
-	all := text.String()
-	if v[2] != nil {
-		m.Label = page.text(all[:len(v[2])])
-	}
-	if v[3] != nil {
-		m.Note = page.text(all[len(v[2]) : len(v[2])+len(v[3])])
-	}
-	tagsJSON := all[len(v[2])+len(v[3]):]
-	if tags, ok := splitPlainTags(tagsJSON, &page.tags); ok {
-		m.Tags = tags
-		return nil
-	}
-	m.Tags, err = decodeTags([]byte(tagsJSON))
-	return err
+	// The row's text is copied now (the raw values are only valid until
+	// the next row) and becomes strings once the page is read.
+	page.add(v[2], v[3], tagsRaw)
+	return nil
 }
 
 func binary16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
