@@ -37,7 +37,7 @@ func listNative(ctx context.Context, c *pgx.Conn, dst *[]Mood, userID uuid.UUID,
 	defer func() { end(err) }()
 
 	args := make([]any, 2, 7)
-	args[0] = database.StatementMode
+	args[0] = database.StatementMode(c)
 	args[1] = [16]byte(userID)
 	form := 0
 	if q.Before != nil {
