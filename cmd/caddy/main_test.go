@@ -225,13 +225,20 @@ func TestHealthcheckFailsWhenNothingListens(t *testing.T) {
 	}
 }
 
+// The migrate command on each database, and through PgBouncer in
+// transaction pooling mode, where the migration lock must be one a
+// transaction holds.
 func TestMigrateCommand(t *testing.T) {
-	for _, db := range soultest.Databases {
+	for _, db := range soultest.DatabasesAndPgBouncer {
 		t.Run(string(db), func(t *testing.T) {
 			var env []string
-			if db == soultest.Postgres {
+			switch db {
+			case soultest.Postgres:
 				env = baseEnv(t, "DATABASE_URL="+testservices.NewDatabase(t))
-			} else {
+			case soultest.PgBouncer:
+				bouncer := testservices.StartPgBouncer(t, testservices.NewDatabase(t))
+				env = baseEnv(t, "DATABASE_URL="+bouncer.URL(), "DATABASE_PREPARED_STATEMENTS=false")
+			default:
 				env = baseEnv(t)
 			}
 			steps := []struct{ args, want string }{
