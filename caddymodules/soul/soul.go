@@ -229,6 +229,7 @@ func (a *App) Start() error {
 		zap.String("version", version.Version),
 		zap.Bool("dev_mode", a.settings.DevMode),
 		zap.String("database", a.settings.Database.Describe()),
+		zap.Bool("database_prepared_statements", a.settings.Database.URL != "" && !a.settings.Database.NoPreparedStatements),
 		zap.String("rate_limit_storage", limits),
 		zap.Bool("error_reports", a.reporter != nil),
 		zap.Duration("retention_sweep_interval", a.settings.RetentionSweepInterval),
