@@ -32,9 +32,25 @@ const migrationLock = 0x736f756c
 // the first has migrated and let go. That one then finds nothing to apply:
 // exactly one replica logs "migrations applied", every migration is
 // recorded once, in one group, and both answer.
+//
+// It runs with the replicas on Postgres itself and behind PgBouncer in
+// transaction pooling mode (the test's own lock and checks stay direct),
+// where the replicas' lock must be one a transaction holds: a session
+// lock taken through PgBouncer stays on a server connection that the
+// other replica may be handed next.
 func TestTwoReplicasMigrateOnce(t *testing.T) {
+	for _, via := range []soultest.Database{soultest.Postgres, soultest.PgBouncer} {
+		t.Run(string(via), func(t *testing.T) { twoReplicasMigrateOnce(t, via) })
+	}
+}
+
+func twoReplicasMigrateOnce(t *testing.T, via soultest.Database) {
 	dbURL := testservices.NewDatabase(t)
 	db := openSQL(t, dbURL)
+	replicaEnv := []string{"DATABASE_URL=" + dbURL}
+	if via == soultest.PgBouncer {
+		replicaEnv = []string{"DATABASE_URL=" + testservices.StartPgBouncer(t, dbURL).URL(), "DATABASE_PREPARED_STATEMENTS=false"}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	holder, err := db.Conn(ctx)
@@ -56,8 +72,8 @@ func TestTwoReplicasMigrateOnce(t *testing.T) {
 	}
 	defer release()
 
-	env := append([]string{"SECRET_KEY=" + soultest.RandomHex(32), "DATABASE_URL=" + dbURL,
-		"REDIS_URL=" + testservices.RedisURL(t), "MIGRATE_ON_START=true"}, noLimits...)
+	env := append(append([]string{"SECRET_KEY=" + soultest.RandomHex(32),
+		"REDIS_URL=" + testservices.RedisURL(t), "MIGRATE_ON_START=true"}, replicaEnv...), noLimits...)
 	replicas := []*replica{startReplica(t, "", env...), startReplica(t, "", env...)}
 
 	// waiting counts the replicas' sessions queued on the migration lock.
@@ -127,7 +143,11 @@ func TestTwoReplicasMigrateOnce(t *testing.T) {
 	}
 	notes := notesInDB(t, db)
 	lost := sent - failures - int64(len(notes))
-	figures(t, "two-replicas", sent, failures, lost,
+	scenario := "two-replicas"
+	if via == soultest.PgBouncer {
+		scenario += "-pgbouncer"
+	}
+	figures(t, scenario, sent, failures, lost,
 		fmt.Sprintf("queued_on_lock=%d migrations_applied_by=%d migrations_recorded=%d distinct=%d groups=%d", queued, applied, recorded, distinct, groups))
 	if applied != 1 {
 		t.Errorf("%d replicas logged \"migrations applied\", want exactly 1", applied)

@@ -10,9 +10,9 @@ package migrations
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
-	"time"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
@@ -109,31 +109,57 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 	return out, nil
 }
 
-// locked runs fn while holding the migration lock. On Postgres it is a
-// session advisory lock, which waits (unlike bun's lock table, which fails)
-// so a second replica blocks until the first is done and then finds nothing
-// to do. SQLite is one process's file, so there is nobody to race.
-func (r *Runner) locked(ctx context.Context, fn func(context.Context) error) error {
+// locked runs fn while holding the migration lock. On Postgres it is an
+// advisory lock, which waits (unlike bun's lock table, which fails) so a
+// second replica blocks until the first is done and then finds nothing to
+// do. SQLite is one process's file, so there is nobody to race.
+//
+// The lock is taken with pg_advisory_xact_lock in a transaction of its own
+// that stays open while fn runs, and is released by that transaction's
+// end, not by an unlock statement: PgBouncer in transaction pooling mode
+// keeps one server connection for a client only while a transaction is
+// open, so a session-level lock would stay on whichever server connection
+// took it (for the next client of that connection to hold, and for nobody
+// to release), and its unlock could run on another. An open transaction
+// has one server connection, directly or through any pooler; and if this
+// process dies, its connection closes and the transaction, lock and all,
+// ends with it. bun's migrator runs each migration in a transaction of
+// its own on other connections, so the pool needs two connections: the
+// one holding the lock and one migrating.
+func (r *Runner) locked(ctx context.Context, fn func(context.Context) error) (err error) {
 	if r.db.Dialect().Name() != dialect.PG {
 		if err := r.migrator.Init(ctx); err != nil {
 			return fmt.Errorf("migrate init: %w", err)
 		}
 		return fn(ctx)
 	}
-	conn, err := r.db.Conn(ctx)
+	if n := r.db.DB.Stats().MaxOpenConnections; n == 1 {
+		// One connection would hold the lock and leave none to migrate on.
+		return errors.New("migrate: a pool of one connection cannot hold the migration lock and migrate; allow 2 or more (DATABASE_MAX_CONNECTIONS)")
+	}
+	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migrate lock: %w", err)
 	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(?)", advisoryLockKey); err != nil {
+	defer func() {
+		// Commit and rollback release the lock alike: nothing else is
+		// written in this transaction (and database/sql rolls it back by
+		// itself when ctx ends). A failed commit is reported, since the
+		// lock may have been lost before fn finished.
+		if cerr := tx.Commit(); cerr != nil && err == nil {
+			err = fmt.Errorf("migrate unlock: %w", cerr)
+		}
+	}()
+	// A server-wide idle_in_transaction_session_timeout would end the
+	// holding transaction while the migrations run on other connections,
+	// letting the next replica in mid-run; SET LOCAL lasts as long as the
+	// transaction.
+	if _, err := tx.ExecContext(ctx, "SET LOCAL idle_in_transaction_session_timeout = 0"); err != nil {
 		return fmt.Errorf("migrate lock: %w", err)
 	}
-	defer func() {
-		// A fresh context: the lock must be released even when ctx ended.
-		unlockCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_, _ = conn.ExecContext(unlockCtx, "SELECT pg_advisory_unlock(?)", advisoryLockKey)
-	}()
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", advisoryLockKey); err != nil {
+		return fmt.Errorf("migrate lock: %w", err)
+	}
 	// The bookkeeping tables are created under the lock too: two replicas
 	// running CREATE TABLE IF NOT EXISTS at once can both miss the table
 	// and collide on Postgres's catalog (duplicate pg_type entry).

@@ -94,20 +94,41 @@ func TestUpDownUp(t *testing.T) {
 }
 
 // Replicas starting together: the advisory lock lets one apply the
-// migrations while the other waits and then finds nothing to do.
+// migrations while the others wait and then find nothing to do, on
+// Postgres itself and through PgBouncer in transaction pooling mode, where
+// a session-level lock would be left on whichever server connection took
+// it. Every migration is recorded once and no advisory lock outlives the
+// run.
 func TestConcurrentUpOnPostgres(t *testing.T) {
-	url := testservices.NewDatabase(t)
+	for _, via := range []string{"direct", "pgbouncer"} {
+		t.Run(via, func(t *testing.T) {
+			t.Parallel()
+			direct := testservices.NewDatabase(t)
+			cfg := database.Config{URL: direct}
+			if via == "pgbouncer" {
+				cfg = database.Config{URL: testservices.StartPgBouncer(t, direct).URL(), NoPreparedStatements: true}
+			}
+			concurrentUp(t, cfg, direct)
+		})
+	}
+}
+
+func concurrentUp(t *testing.T, cfg database.Config, direct string) {
 	const replicas = 4
+	// A lock left held would make the others wait forever: fail instead.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
 		applied [][]string
+		start   = make(chan struct{})
 	)
 	for i := 0; i < replicas; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			db, _, err := database.Open(context.Background(), database.Config{URL: url}, 10*time.Second)
+			db, _, err := database.Open(ctx, cfg, 10*time.Second)
 			if err != nil {
 				t.Error(err)
 				return
@@ -118,7 +139,8 @@ func TestConcurrentUpOnPostgres(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			names, err := r.Up(context.Background())
+			<-start
+			names, err := r.Up(ctx)
 			if err != nil {
 				t.Error(err)
 				return
@@ -128,6 +150,7 @@ func TestConcurrentUpOnPostgres(t *testing.T) {
 			mu.Unlock()
 		}()
 	}
+	close(start)
 	wg.Wait()
 	winners := 0
 	for _, names := range applied {
@@ -137,5 +160,26 @@ func TestConcurrentUpOnPostgres(t *testing.T) {
 	}
 	if winners != 1 || len(applied) != replicas {
 		t.Fatalf("%d of %d replicas applied migrations (%v), want exactly 1", winners, len(applied), applied)
+	}
+
+	// Checked on Postgres itself, past any pooler.
+	db, _, err := database.Open(ctx, database.Config{URL: direct}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var recorded, distinct, locks int
+	if err := db.NewRaw("SELECT count(*), count(DISTINCT name) FROM soul_migrations").Scan(ctx, &recorded, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if recorded != len(applied[0])+len(applied[1])+len(applied[2])+len(applied[3]) || recorded != distinct {
+		t.Errorf("soul_migrations holds %d rows, %d names; applied %v", recorded, distinct, applied)
+	}
+	if err := db.NewRaw("SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE l.locktype = 'advisory' AND d.datname = current_database()").
+		Scan(ctx, &locks); err != nil {
+		t.Fatal(err)
+	}
+	if locks != 0 {
+		t.Errorf("%d advisory locks still held after the run", locks)
 	}
 }

@@ -12,6 +12,7 @@
 #   SOUL_TEST_REQUIRE_SERVICES 1: tests that need a server fail instead of skipping
 #   SOUL_TEST_PG_BINDIR        Postgres bin directory, for tests that start their own
 #   SOUL_TEST_REDIS_SERVER     redis-server path, for tests that start their own
+#   SOUL_TEST_PGBOUNCER        pgbouncer path, for tests that put one in front of Postgres
 #   SOUL_TEST_TMPDIR           where those private servers keep their data
 #   SOUL_TEST_CHROMIUM         headless Chromium, for the docs page's browser test
 #                              (only with SOUL_TEST_BROWSER=1, as `make test` sets)
@@ -19,7 +20,7 @@
 # Private servers a test binary left behind (it crashed or timed out before
 # its cleanup) are stopped too.
 #
-# Missing server packages (Debian: postgresql, redis-server) are installed
+# Missing server packages (Debian: postgresql, redis-server, pgbouncer) are installed
 # with apt-get first, and the test browser (chromium) too when
 # SOUL_TEST_BROWSER=1.
 set -euo pipefail
@@ -64,6 +65,14 @@ redis_server_path() {
 	fi
 }
 
+pgbouncer_path() {
+	if command -v pgbouncer >/dev/null 2>&1; then
+		command -v pgbouncer
+	elif [[ -x /usr/sbin/pgbouncer ]]; then
+		printf '%s\n' /usr/sbin/pgbouncer
+	fi
+}
+
 redis_cli_path() {
 	if command -v redis-cli >/dev/null 2>&1; then
 		command -v redis-cli
@@ -99,6 +108,7 @@ s.close()'
 missing=()
 [[ -n $(pg_bindir) ]] || missing+=(postgresql)
 [[ -n $(redis_server_path) && -n $(redis_cli_path) ]] || missing+=(redis-server)
+[[ -n $(pgbouncer_path) ]] || missing+=(pgbouncer)
 if [[ ${SOUL_TEST_BROWSER:-} == 1 ]]; then
 	command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
@@ -112,6 +122,7 @@ PG_BINDIR=$(pg_bindir) || die "no Postgres under /usr/lib/postgresql/*/bin"
 REDIS_SERVER=$(redis_server_path) || true
 REDIS_CLI=$(redis_cli_path) || true
 [[ -n $REDIS_SERVER && -n $REDIS_CLI ]] || die "redis-server or redis-cli not found"
+PGBOUNCER=$(pgbouncer_path) || die "pgbouncer not found"
 pg_version=$(basename "$(dirname "$PG_BINDIR")")
 
 # Postgres refuses to run as root, so as root it runs as the postgres user.
@@ -161,6 +172,12 @@ cleanup() {
 				kill -KILL "$pid" 2>/dev/null || true
 			fi
 		done < <(find "$tmp/private" -name redis.pid -print0 2>/dev/null)
+		while IFS= read -r -d '' pidfile; do
+			pid=$(<"$pidfile")
+			if [[ $(ps -o comm= -p "$pid" 2>/dev/null) == pgbouncer* ]]; then
+				kill -KILL "$pid" 2>/dev/null || true
+			fi
+		done < <(find "$tmp/private" -name pgbouncer.pid -print0 2>/dev/null)
 	fi
 	if [[ -n $pg_data ]]; then
 		stop_postgres "$pg_data"
@@ -292,6 +309,7 @@ export SOUL_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0"
 export SOUL_TEST_REQUIRE_SERVICES=1
 export SOUL_TEST_PG_BINDIR="$PG_BINDIR"
 export SOUL_TEST_REDIS_SERVER="$REDIS_SERVER"
+export SOUL_TEST_PGBOUNCER="$PGBOUNCER"
 export SOUL_TEST_TMPDIR="$tmp/private"
 if [[ ${SOUL_TEST_BROWSER:-} == 1 ]]; then
 	SOUL_TEST_CHROMIUM=$(command -v chromium) || die "chromium not found"

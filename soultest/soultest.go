@@ -37,14 +37,25 @@ import (
 // Database selects the database of a test server.
 type Database string
 
-// The two databases the suite runs on.
+// The two databases the suite runs on, and Postgres behind PgBouncer.
 const (
 	SQLite   Database = "sqlite"
 	Postgres Database = "postgres"
+	// PgBouncer is a fresh Postgres database reached through a PgBouncer
+	// of the test's own in transaction pooling mode, with
+	// DATABASE_PREPARED_STATEMENTS=false, as a deployment behind
+	// PgBouncer before 1.21 runs.
+	PgBouncer Database = "pgbouncer"
 )
 
 // Databases lists both, for suites that run on each.
 var Databases = []Database{SQLite, Postgres}
+
+// DatabasesAndPgBouncer adds PgBouncer to Databases, for the main flows
+// (sign-in, moods, export, account deletion, migrations at start): a
+// pooler that moves each transaction to any server connection breaks
+// whatever leans on a session, and those flows are where it would show.
+var DatabasesAndPgBouncer = []Database{SQLite, Postgres, PgBouncer}
 
 // Options configure a test server.
 type Options struct {
@@ -68,7 +79,10 @@ type Options struct {
 
 // Server is a SOUL Caddy running in this process.
 type Server struct {
-	BaseURL     string
+	BaseURL string
+	// DatabaseURL is the Postgres database of the server, reached
+	// directly even when the server goes through PgBouncer, for a test's
+	// own checks.
 	DatabaseURL string
 	SQLitePath  string
 	// AdminAddr is the admin endpoint (host:port), which serves /metrics.
@@ -95,14 +109,15 @@ func Start(t testing.TB, o Options) *Server {
 		t:         t,
 	}
 	env := map[string]string{
-		"DEV_MODE":                 "true",
-		"SECRET_KEY":               RandomHex(32),
-		"SITE_ADDRESS":             "http://127.0.0.1:" + strconv.Itoa(httpPort),
-		"ADMIN_ADDRESS":            s.AdminAddr,
-		"LOG_LEVEL":                "WARN",
-		"DATABASE_URL":             "",
-		"REDIS_URL":                "",
-		"DATABASE_CONNECT_TIMEOUT": "10s",
+		"DEV_MODE":                     "true",
+		"SECRET_KEY":                   RandomHex(32),
+		"SITE_ADDRESS":                 "http://127.0.0.1:" + strconv.Itoa(httpPort),
+		"ADMIN_ADDRESS":                s.AdminAddr,
+		"LOG_LEVEL":                    "WARN",
+		"DATABASE_URL":                 "",
+		"DATABASE_PREPARED_STATEMENTS": "",
+		"REDIS_URL":                    "",
+		"DATABASE_CONNECT_TIMEOUT":     "10s",
 		// A Redis slowed by a busy test machine must not send limit checks
 		// to per-instance memory, which would change what tests count; a
 		// Redis that is down still fails at once (connection refused).
@@ -116,11 +131,17 @@ func Start(t testing.TB, o Options) *Server {
 		env["DATABASE_URL"] = o.DatabaseURL
 	case o.Database == Postgres:
 		env["DATABASE_URL"] = testservices.NewDatabase(t)
+	case o.Database == PgBouncer:
+		s.DatabaseURL = testservices.NewDatabase(t)
+		env["DATABASE_URL"] = testservices.StartPgBouncer(t, s.DatabaseURL).URL()
+		env["DATABASE_PREPARED_STATEMENTS"] = "false"
 	default:
 		s.SQLitePath = filepath.Join(t.TempDir(), "soul.db")
 		env["SQLITE_PATH"] = s.SQLitePath
 	}
-	s.DatabaseURL = env["DATABASE_URL"]
+	if s.DatabaseURL == "" {
+		s.DatabaseURL = env["DATABASE_URL"]
+	}
 	if o.Unchecked == "" {
 		s.Client.Transport = checker(t).Transport(t, nil)
 	}

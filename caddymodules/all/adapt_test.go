@@ -39,6 +39,7 @@ func TestAdaptErrors(t *testing.T) {
 		"unknown soul subdirective":        "{\n\tsoul {\n\t\tsecret_sauce 1\n\t}\n}\n",
 		"soul option argument":             "{\n\tsoul extra\n}\n",
 		"soul bool not a bool":             "{\n\tsoul {\n\t\tdev_mode maybe\n\t}\n}\n",
+		"soul statements not a bool":       "{\n\tsoul {\n\t\tdatabase_prepared_statements sometimes\n\t}\n}\n",
 		"soul number not a number":         "{\n\tsoul {\n\t\trate_limit_ipv6_prefix wide\n\t}\n}\n",
 		"soul duration not a duration":     "{\n\tsoul {\n\t\trate_limit_redis_timeout soon\n\t}\n}\n",
 		"soul subdirective two values":     "{\n\tsoul {\n\t\tdev_mode true false\n\t}\n}\n",

@@ -11,12 +11,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/soulapp/soul/caddymodules/soulauth"
 	"github.com/soulapp/soul/caddymodules/soulmoods"
 	"github.com/soulapp/soul/internal/database"
+	"github.com/soulapp/soul/internal/mood"
 	"github.com/soulapp/soul/soultest"
 )
 
@@ -73,17 +75,29 @@ func (c *flowClient) signIn(phone string) (code string, pair soulauth.TokenPair)
 	return sent.PreviewCode, pair
 }
 
-// TestObservedFlow runs the whole API flow (sign-in with a wrong code
-// first, refresh, a refresh token reused, moods created and listed, logout,
+// TestObservedFlow runs the whole API flow (migrations at start on an
+// empty database, sign-in with a wrong code first, refresh, a refresh
+// token reused, a mood created and its POST replayed with the same
+// Idempotency-Key, listed, read, changed, exported and deleted, logout,
 // account deletion) with every log at DEBUG in a file, then checks that
 // the logs hold none of the run's secrets, tokens, codes, phones or mood
 // bodies, that the access log is there without credentials or /healthz,
 // and that the metrics page has every metric the alert rules use.
+//
+// It runs on Postgres and on Postgres behind PgBouncer in transaction
+// pooling mode (DATABASE_PREPARED_STATEMENTS=false), where anything that
+// leaned on one server connection across transactions would fail.
 func TestObservedFlow(t *testing.T) {
+	for _, db := range []soultest.Database{soultest.Postgres, soultest.PgBouncer} {
+		t.Run(string(db), func(t *testing.T) { observedFlow(t, db) })
+	}
+}
+
+func observedFlow(t *testing.T, dbName soultest.Database) {
 	logFile := filepath.Join(t.TempDir(), "caddy.log")
 	secret := soultest.RandomHex(32)
 	metricsAddr := "127.0.0.1:" + strconv.Itoa(soultest.FreePort(t))
-	s := soultest.Start(t, soultest.Options{Database: soultest.Postgres, Redis: true,
+	s := soultest.Start(t, soultest.Options{Database: dbName, Redis: true,
 		Caddyfile: observedCaddyfile(t, logFile),
 		Env:       map[string]string{"SECRET_KEY": secret, "METRICS_ADDRESS": metricsAddr, "LOG_LEVEL": "DEBUG"}})
 	c := &flowClient{t: t, s: s, ip: "203.0.113.77"}
@@ -124,14 +138,63 @@ func TestObservedFlow(t *testing.T) {
 	bearer := "Bearer " + last.AccessToken
 	note := "private-note-" + soultest.RandomHex(8)
 	secrets = append(secrets, note)
-	c.do(http.MethodPost, soulmoods.PathMoods, map[string]any{"score": 7, "note": note, "tags": []string{"work"}}, http.StatusCreated, "Authorization", bearer)
+	moodBody := map[string]any{"score": 7, "note": note, "tags": []string{"work"}}
+	created := c.do(http.MethodPost, soulmoods.PathMoods, moodBody, http.StatusCreated, "Authorization", bearer, "Idempotency-Key", "flow-1")
+	var m mood.Mood
+	created.JSON(t, &m)
+	// A retry with the same key answers the first answer and adds nothing.
+	replayed := c.do(http.MethodPost, soulmoods.PathMoods, moodBody, http.StatusCreated, "Authorization", bearer, "Idempotency-Key", "flow-1")
+	if !bytes.Equal(replayed.Body, created.Body) {
+		t.Errorf("replayed POST answered %s, the first %s", replayed.Body, created.Body)
+	}
+	if n := soultest.Count(t, db, "moods", "user_id = ?", last.User.ID); n != 1 {
+		t.Errorf("%d moods after a replayed POST, want 1", n)
+	}
 	c.do(http.MethodGet, soulmoods.PathMoods+"?limit=5", nil, http.StatusOK, "Authorization", bearer, "Cookie", "session="+secret)
+	// Reads at once open several database connections, and behind
+	// PgBouncer several server connections, so that the requests after
+	// them are served by whichever is free: a statement prepared on one
+	// and used on another would fail them.
+	var wg sync.WaitGroup
+	for i := 0; i < burst; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp := s.Do(http.MethodGet, soulmoods.PathMoods, nil, "X-Forwarded-For", c.ip, "Authorization", bearer)
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("GET %s in a burst: %d %s", soulmoods.PathMoods, resp.StatusCode, resp.Body)
+			}
+		}()
+	}
+	wg.Wait()
+	moodPath := soulmoods.PathMoods + "/" + m.ID.String()
+	var got mood.Mood
+	c.do(http.MethodGet, moodPath, nil, http.StatusOK, "Authorization", bearer).JSON(t, &got)
+	if got.ID != m.ID || got.Score != 7 {
+		t.Errorf("GET %s: %+v", moodPath, got)
+	}
+	c.do(http.MethodPatch, moodPath, map[string]any{"score": 4}, http.StatusOK, "Authorization", bearer).JSON(t, &got)
+	if got.Score != 4 {
+		t.Errorf("PATCH score 4: %+v", got)
+	}
+	var export struct {
+		Moods []mood.Mood `json:"moods"`
+	}
+	c.do(http.MethodGet, soulauth.PathExport, nil, http.StatusOK, "Authorization", bearer).JSON(t, &export)
+	if len(export.Moods) != 1 || export.Moods[0].ID != m.ID || export.Moods[0].Score != 4 {
+		t.Errorf("export: %+v, want the one mood, changed", export.Moods)
+	}
+	c.do(http.MethodDelete, moodPath, nil, http.StatusNoContent, "Authorization", bearer)
+	c.do(http.MethodGet, moodPath, nil, http.StatusNotFound, "Authorization", bearer)
 	c.do(http.MethodGet, "/healthz", nil, http.StatusOK)
 	c.do(http.MethodPost, soulauth.PathLogout, map[string]string{"refresh_token": last.RefreshToken}, http.StatusNoContent)
 	code, gone := c.signIn(phone)
 	codes = append(codes, code)
 	secrets = append(secrets, gone.AccessToken, gone.RefreshToken)
 	c.do(http.MethodDelete, soulauth.PathMe, nil, http.StatusNoContent, "Authorization", "Bearer "+gone.AccessToken)
+	if n := soultest.Count(t, db, "users", "id = ?", gone.User.ID) + soultest.Count(t, db, "sessions", "user_id = ?", gone.User.ID); n != 0 {
+		t.Errorf("%d rows of the deleted account left", n)
+	}
 
 	page := scrape(t, "http://"+metricsAddr+"/metrics")
 
@@ -163,6 +226,9 @@ func TestObservedFlow(t *testing.T) {
 	checkMetricsPage(t, before, page)
 }
 
+// burst is how many reads of the flow go at once.
+const burst = 16
+
 func scrape(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -188,8 +254,11 @@ func checkMetricsPage(t *testing.T, before, page string) {
 		`soul_otp_checks_total{result="ok"}`:           3,
 		`soul_refreshes_total{result="ok"}`:            1,
 		`soul_refreshes_total{result="reused"}`:        1,
-		// A mood created, the list, the logout and DELETE /api/me.
-		`soul_rate_limit_decisions_total{decision="allowed",policy="default",storage="redis"}`: 4,
+		// A mood created and its POST replayed, the list and its burst, the mood read,
+		// changed, exported, deleted and read again, the logout and
+		// DELETE /api/me.
+		`soul_rate_limit_decisions_total{decision="allowed",policy="default",storage="redis"}`: 10 + burst,
+		`soul_rate_limit_decisions_total{decision="allowed",policy="export",storage="redis"}`:  1,
 		// soul_auth's sign-in limits: three code requests, four code
 		// checks (one wrong), two refreshes (one a reuse).
 		`soul_rate_limit_decisions_total{decision="allowed",policy="otp_request",storage="redis"}`:  3,

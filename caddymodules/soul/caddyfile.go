@@ -27,6 +27,7 @@ func init() {
 //			sqlite_path                  [<path>]
 //			database_connect_timeout     [<duration>]
 //			database_max_connections     [<1-1000>]
+//			database_prepared_statements [<bool>]
 //			migrate_on_start             [<bool>]
 //			redis_url                    [<redis-url>]
 //			rate_limit_redis_timeout     [<duration>]
@@ -123,15 +124,18 @@ func (a *App) set(name, v string) error {
 			return bad
 		}
 		*durations[name] = caddy.Duration(d)
-	case name == "dev_mode" || name == "migrate_on_start":
+	case name == "dev_mode" || name == "migrate_on_start" || name == "database_prepared_statements":
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return bad
 		}
-		if name == "dev_mode" {
+		switch name {
+		case "dev_mode":
 			a.Dev = b
-		} else {
+		case "migrate_on_start":
 			a.MigrateOnStart = &b
+		default:
+			a.DatabasePreparedStatements = &b
 		}
 	case name == "retention_sweep_interval":
 		d, err := caddy.ParseDuration(v)

@@ -67,6 +67,11 @@ type App struct {
 	// The most Postgres connections this process opens, 1–1000.
 	// DATABASE_MAX_CONNECTIONS; default 20.
 	DatabaseMaxConnections int `json:"database_max_connections,omitempty"`
+	// Send the hot queries as statements prepared once per connection;
+	// false sends them as unnamed statements, for PgBouncer before 1.21 in
+	// transaction pooling mode (see database.StatementMode).
+	// DATABASE_PREPARED_STATEMENTS; default true.
+	DatabasePreparedStatements *bool `json:"database_prepared_statements,omitempty"`
 	// Apply pending migrations at start. MIGRATE_ON_START; default true.
 	MigrateOnStart *bool `json:"migrate_on_start,omitempty"`
 	// Redis URL (redis:// or rediss://); empty keeps limits in memory.
@@ -224,6 +229,7 @@ func (a *App) Start() error {
 		zap.String("version", version.Version),
 		zap.Bool("dev_mode", a.settings.DevMode),
 		zap.String("database", a.settings.Database.Describe()),
+		zap.Bool("database_prepared_statements", a.settings.Database.URL != "" && !a.settings.Database.NoPreparedStatements),
 		zap.String("rate_limit_storage", limits),
 		zap.Bool("error_reports", a.reporter != nil),
 		zap.Duration("retention_sweep_interval", a.settings.RetentionSweepInterval),
@@ -359,15 +365,16 @@ func FromContext(ctx caddy.Context) (*App, error) {
 // for each typed (non-string) setting, so it is also their list. The
 // Caddyfile adapter and Provision both use them.
 var rules = map[string]string{
-	"dev_mode":                    "DEV_MODE must be true or false",
-	"migrate_on_start":            "MIGRATE_ON_START must be true or false",
-	"database_connect_timeout":    "DATABASE_CONNECT_TIMEOUT must be a positive duration such as 30s",
-	"database_max_connections":    "DATABASE_MAX_CONNECTIONS must be a whole number from 1 to 1000",
-	"rate_limit_redis_timeout":    "RATE_LIMIT_REDIS_TIMEOUT must be a duration from 10ms to 10s, such as 200ms",
-	"rate_limit_memory_max_keys":  "RATE_LIMIT_MEMORY_MAX_KEYS must be a whole number from 1000 to 10000000",
-	"rate_limit_ipv6_prefix":      "RATE_LIMIT_IPV6_PREFIX must be a whole number of bits from 32 to 128, such as 64",
-	"access_token_expire_minutes": "ACCESS_TOKEN_EXPIRE_MINUTES must be a whole number from 5 to 60",
-	"retention_sweep_interval":    "RETENTION_SWEEP_INTERVAL must be a duration of 1s or more such as 10m, or 0 for off",
+	"dev_mode":                     "DEV_MODE must be true or false",
+	"migrate_on_start":             "MIGRATE_ON_START must be true or false",
+	"database_connect_timeout":     "DATABASE_CONNECT_TIMEOUT must be a positive duration such as 30s",
+	"database_max_connections":     "DATABASE_MAX_CONNECTIONS must be a whole number from 1 to 1000",
+	"database_prepared_statements": "DATABASE_PREPARED_STATEMENTS must be true or false",
+	"rate_limit_redis_timeout":     "RATE_LIMIT_REDIS_TIMEOUT must be a duration from 10ms to 10s, such as 200ms",
+	"rate_limit_memory_max_keys":   "RATE_LIMIT_MEMORY_MAX_KEYS must be a whole number from 1000 to 10000000",
+	"rate_limit_ipv6_prefix":       "RATE_LIMIT_IPV6_PREFIX must be a whole number of bits from 32 to 128, such as 64",
+	"access_token_expire_minutes":  "ACCESS_TOKEN_EXPIRE_MINUTES must be a whole number from 5 to 60",
+	"retention_sweep_interval":     "RETENTION_SWEEP_INTERVAL must be a duration of 1s or more such as 10m, or 0 for off",
 }
 
 // outOfRange lists the typed settings that are set (non-zero) and out of
@@ -435,7 +442,8 @@ func (a *App) resolve() (Settings, error) {
 	s.DevMode = a.Dev
 	s.SecretKey = []byte(secret(a.SecretKey))
 	s.SecretKeyPrevious = []byte(secret(a.SecretKeyPrevious))
-	s.Database = database.Config{URL: secret(a.DatabaseURL), SQLitePath: a.SQLitePath, MaxOpenConns: a.DatabaseMaxConnections}
+	s.Database = database.Config{URL: secret(a.DatabaseURL), SQLitePath: a.SQLitePath, MaxOpenConns: a.DatabaseMaxConnections,
+		NoPreparedStatements: a.DatabasePreparedStatements != nil && !*a.DatabasePreparedStatements}
 	if s.Database.SQLitePath == "" {
 		s.Database.SQLitePath = "data/soul.db"
 	}

@@ -67,14 +67,16 @@ func decodeExport(t *testing.T, resp *soultest.Response) exportDoc {
 	return doc
 }
 
-// TestExport exports two accounts with a journal each on both databases,
+// TestExport exports two accounts with a journal each on both databases
+// and through PgBouncer (the export reads in one repeatable-read
+// transaction, which a transaction pooler keeps on one server connection),
 // every exchange checked against the OpenAPI document: all of the
 // owner's moods, newest first, once each, and nothing of the other's;
 // sessions without token material; the export policy's limit; and 401
 // once the session is closed or the account gone.
 func TestExport(t *testing.T) {
 	const many = 1200 // more than two of the handler's batches
-	for _, dbName := range soultest.Databases {
+	for _, dbName := range soultest.DatabasesAndPgBouncer {
 		t.Run(string(dbName), func(t *testing.T) {
 			s := soultest.Start(t, soultest.Options{Database: dbName, Caddyfile: relaxedCaddyfile(t),
 				Env: map[string]string{"RATE_LIMIT_EXPORT_LIMIT": "5"}})

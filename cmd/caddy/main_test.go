@@ -123,6 +123,7 @@ func TestStartRefusals(t *testing.T) {
 		{"production with CORS_ORIGINS of commas", production("CORS_ORIGINS= , "), "Caddyfile", "CORS_ORIGINS is required when DEV_MODE=false", true, true},
 		{"unknown subdirective", []string{"DEV_MODE=true"}, unknownSub, `unrecognized subdirective \"secret_sauce\"`, false, false},
 		{"bad DATABASE_MAX_CONNECTIONS", []string{"DEV_MODE=true", "DATABASE_MAX_CONNECTIONS=0"}, "Caddyfile", "DATABASE_MAX_CONNECTIONS must be a whole number from 1 to 1000", false, false},
+		{"bad DATABASE_PREPARED_STATEMENTS", []string{"DEV_MODE=true", "DATABASE_PREPARED_STATEMENTS=sometimes"}, "Caddyfile", "DATABASE_PREPARED_STATEMENTS must be true or false", false, false},
 		{"bad RATE_LIMIT_REDIS_TIMEOUT", []string{"DEV_MODE=true", "RATE_LIMIT_REDIS_TIMEOUT=5"}, "Caddyfile", "RATE_LIMIT_REDIS_TIMEOUT must be a duration from 10ms to 10s", false, false},
 		{"bad RETENTION_SWEEP_INTERVAL", []string{"DEV_MODE=true", "RETENTION_SWEEP_INTERVAL=soon"}, "Caddyfile", "RETENTION_SWEEP_INTERVAL must be a duration", false, false},
 		{"short SECRET_KEY in production", []string{"DEV_MODE=false", "SECRET_KEY=short", "DATABASE_URL=postgres://soul@127.0.0.1:1/soul", "REDIS_URL=redis://127.0.0.1:1", "CORS_ORIGINS=https://soulapp.app", "TWILIO_ACCOUNT_SID=AC1", "TWILIO_AUTH_TOKEN=x", "TWILIO_VERIFY_SERVICE_SID=VA1"}, "Caddyfile", "SECRET_KEY must be at least 32 characters", false, false},
@@ -225,13 +226,20 @@ func TestHealthcheckFailsWhenNothingListens(t *testing.T) {
 	}
 }
 
+// The migrate command on each database, and through PgBouncer in
+// transaction pooling mode, where the migration lock must be one a
+// transaction holds.
 func TestMigrateCommand(t *testing.T) {
-	for _, db := range soultest.Databases {
+	for _, db := range soultest.DatabasesAndPgBouncer {
 		t.Run(string(db), func(t *testing.T) {
 			var env []string
-			if db == soultest.Postgres {
+			switch db {
+			case soultest.Postgres:
 				env = baseEnv(t, "DATABASE_URL="+testservices.NewDatabase(t))
-			} else {
+			case soultest.PgBouncer:
+				bouncer := testservices.StartPgBouncer(t, testservices.NewDatabase(t))
+				env = baseEnv(t, "DATABASE_URL="+bouncer.URL(), "DATABASE_PREPARED_STATEMENTS=false")
+			default:
 				env = baseEnv(t)
 			}
 			steps := []struct{ args, want string }{

@@ -715,7 +715,7 @@ func sessionState(ctx context.Context, db *bun.DB, userID, sessionID uuid.UUID, 
 	err := database.Native(ctx, db, func(c *pgx.Conn) (err error) {
 		ctx, end := tracing.Query(ctx, "postgresql", "SELECT", "sessions")
 		defer func() { end(err) }()
-		err = c.QueryRow(ctx, "SELECT user_id, expires_at, revoked_at FROM sessions WHERE id = $1", database.StatementMode, [16]byte(sessionID)).
+		err = c.QueryRow(ctx, "SELECT user_id, expires_at, revoked_at FROM sessions WHERE id = $1", database.StatementMode(c), [16]byte(sessionID)).
 			Scan((*[16]byte)(&sess.UserID), &sess.ExpiresAt, &sess.RevokedAt)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return sql.ErrNoRows

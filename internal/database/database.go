@@ -44,6 +44,12 @@ type Config struct {
 	SQLitePath string
 	// MaxOpenConns bounds the Postgres pool; 0 takes DefaultMaxOpenConns.
 	MaxOpenConns int
+	// NoPreparedStatements sends Native's queries without named prepared
+	// statements (see StatementMode), for PgBouncer before 1.21 in
+	// transaction pooling mode; DATABASE_PREPARED_STATEMENTS=false. The
+	// zero value prepares them, the fastest on Postgres itself and on
+	// PgBouncer 1.21+ with max_prepared_statements set.
+	NoPreparedStatements bool
 }
 
 // DefaultMaxOpenConns is the Postgres pool size of each process unless
@@ -56,8 +62,9 @@ const DefaultMaxOpenConns = 20
 // key share one pool.
 func (c Config) Key() string {
 	if c.URL != "" {
-		// A new pool size takes a new pool: a reload applies it.
-		return "postgres:" + strconv.Itoa(c.maxOpen()) + ":" + c.URL
+		// A new pool size or statement mode takes a new pool: a reload
+		// applies it.
+		return "postgres:" + strconv.Itoa(c.maxOpen()) + ":" + c.statementMode().String() + ":" + c.URL
 	}
 	return "sqlite:" + c.SQLitePath
 }
@@ -177,7 +184,11 @@ func openPostgres(cfg Config) (*bun.DB, error) {
 		}
 		return newTimeoutConn(c, readTimeout, writeTimeout), nil
 	}
-	sqldb := stdlib.OpenDB(*pc)
+	mode := cfg.statementMode()
+	sqldb := stdlib.OpenDB(*pc, stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
+		c.PgConn().CustomData()[statementModeKey] = mode
+		return nil
+	}))
 	maxOpen := cfg.maxOpen()
 	sqldb.SetMaxOpenConns(maxOpen)
 	sqldb.SetMaxIdleConns(maxOpen)

@@ -30,14 +30,14 @@ var selectMoods = "SELECT " + strings.Join(moodColumns, ", ") + " FROM moods WHE
 // frequent request, and bun's reflection over every row and database/sql's
 // conversion of every value were the largest part of its cost. The
 // statement's text depends only on which bounds are set (eight forms), so
-// each connection prepares it once (database.StatementMode) and Postgres
-// parses and plans it once.
+// each connection prepares it once (by default: database.StatementMode)
+// and Postgres parses and plans it once.
 func listNative(ctx context.Context, c *pgx.Conn, dst *[]Mood, userID uuid.UUID, q ListQuery, limit int) (err error) {
 	ctx, end := tracing.Query(ctx, "postgresql", "SELECT", "moods")
 	defer func() { end(err) }()
 
 	args := make([]any, 2, 7)
-	args[0] = database.StatementMode
+	args[0] = database.StatementMode(c)
 	args[1] = [16]byte(userID)
 	form := 0
 	if q.Before != nil {

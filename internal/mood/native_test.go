@@ -128,7 +128,7 @@ func TestNativeListDecodesTheWire(t *testing.T) {
 	ctx := context.Background()
 	db := migratedPostgres(t)
 	err := database.Native(ctx, db, func(c *pgx.Conn) error {
-		rows, err := c.Query(ctx, selectMoods+" LIMIT 1", database.StatementMode, [16]byte(uuid.New()))
+		rows, err := c.Query(ctx, selectMoods+" LIMIT 1", database.StatementMode(c), [16]byte(uuid.New()))
 		if err != nil {
 			return err
 		}

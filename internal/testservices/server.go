@@ -134,14 +134,8 @@ func StartPostgres(t testing.TB) *Server {
 	bindir := lookup(t, EnvPGBinDir, "Postgres")
 
 	var runAs []string
-	uid, gid := -1, -1
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatalf("testservices: Postgres cannot run as root and there is no postgres user: %v", err)
-		}
-		uid, _ = strconv.Atoi(u.Uid)
-		gid, _ = strconv.Atoi(u.Gid)
+	uid, gid := notRoot(t, "Postgres")
+	if uid != -1 {
 		runAs = []string{"runuser", "-u", "postgres", "--"}
 	}
 	dir := serverDir(t, "soul-pg-", uid, gid)
@@ -174,6 +168,23 @@ full_page_writes = off
 	return launch(t, "postgres", pg, func(port int) string {
 		return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 	})
+}
+
+// notRoot returns the uid and gid of the postgres user when the test runs
+// as root, for servers that refuse to run as root (Postgres, PgBouncer),
+// and -1, -1 otherwise.
+func notRoot(t testing.TB, what string) (uid, gid int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return -1, -1
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatalf("testservices: %s cannot run as root and there is no postgres user: %v", what, err)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid
 }
 
 type postgresProcess struct {
