@@ -247,8 +247,8 @@ type redisProcess struct {
 	addr string
 	// extra are more server arguments, e.g. a cluster node's.
 	extra []string
-	cmd  *exec.Cmd
-	done chan struct{}
+	cmd   *exec.Cmd
+	done  chan struct{}
 }
 
 func (r *redisProcess) logFile() string { return filepath.Join(r.dir, "redis.log") }
