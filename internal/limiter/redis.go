@@ -2,8 +2,11 @@ package limiter
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -26,7 +29,16 @@ import (
 //
 // Members are made unique with a sequence number because ZADD with an
 // existing member would move it instead of logging a second hit.
-var slidingLogScript = rueidis.NewLuaScript(`
+var slidingLogScript = rueidis.NewLuaScript(slidingLogSource)
+
+// slidingLogSHA is the script's SHA-1, for EVALSHA sent in a pipeline of
+// several commands on a cluster.
+var slidingLogSHA = func() string {
+	sum := sha1.Sum([]byte(slidingLogSource))
+	return hex.EncodeToString(sum[:])
+}()
+
+const slidingLogSource = `
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -72,11 +84,12 @@ if #KEYS > n then
   out[#out + 1] = tonumber(redis.call('GET', KEYS[n + 1]) or '0') or 0
 end
 return out
-`)
+`
 
-func (l *Limiter) redisCheck(ctx context.Context, ps []prepared, count bool, marker string) (Result, Marker, error) {
-	keys := make([]string, len(ps), len(ps)+1)
-	args := make([]string, 1, 1+2*len(ps))
+// scriptArgs are the KEYS and ARGV of one script call over ps.
+func scriptArgs(ps []prepared, count bool, marker string) (keys, args []string) {
+	keys = make([]string, len(ps), len(ps)+1)
+	args = make([]string, 1, 1+2*len(ps))
 	args[0] = "0"
 	if count {
 		args[0] = "1"
@@ -87,23 +100,22 @@ func (l *Limiter) redisCheck(ctx context.Context, ps []prepared, count bool, mar
 			strconv.Itoa(p.rule.Limit),
 			strconv.FormatInt(p.rule.Window.Microseconds(), 10))
 	}
-	want := 1 + 4*len(ps)
 	if marker != "" {
 		keys = append(keys, marker)
+	}
+	return keys, args
+}
+
+// parse reads one script answer over ps into ds (same order) and returns
+// whether every rule had room, and the marker's value when withMarker.
+func parse(vals []int64, ps []prepared, ds []Decision, withMarker bool) (bool, Marker, error) {
+	want := 1 + 4*len(ps)
+	if withMarker {
 		want++
 	}
-
-	ctx, cancel := context.WithTimeout(ctx, l.timeout)
-	defer cancel()
-	vals, err := slidingLogScript.Exec(ctx, l.client, keys, args).AsIntSlice()
-	if err != nil {
-		return Result{}, MarkerUnknown, err
-	}
 	if len(vals) != want {
-		return Result{}, MarkerUnknown, fmt.Errorf("limiter: script answered %d values for %d rules", len(vals), len(ps))
+		return false, MarkerUnknown, fmt.Errorf("limiter: script answered %d values for %d rules", len(vals), len(ps))
 	}
-
-	ds := make([]Decision, len(ps))
 	for i, p := range ps {
 		v := vals[1+4*i:]
 		ds[i] = decision(p.rule, v[0] == 1, int(v[1]),
@@ -112,10 +124,141 @@ func (l *Limiter) redisCheck(ctx context.Context, ps []prepared, count bool, mar
 			StorageRedis)
 	}
 	m := MarkerUnknown
-	if marker != "" {
+	if withMarker {
 		m = markerOf(vals[want-1])
 	}
+	return vals[0] == 1, m, nil
+}
+
+func (l *Limiter) redisCheck(ctx context.Context, ps []prepared, count bool, marker string) (Result, Marker, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	if l.cluster {
+		return l.clusterCheck(ctx, ps, count, marker)
+	}
+	// A single Redis takes every key in one script, whatever its slot: one
+	// round trip, one atomic decision over all rules.
+	keys, args := scriptArgs(ps, count, marker)
+	vals, err := slidingLogScript.Exec(ctx, l.client, keys, args).AsIntSlice()
+	if err != nil {
+		return Result{}, MarkerUnknown, err
+	}
+	ds := make([]Decision, len(ps))
+	_, m, err := parse(vals, ps, ds, marker != "")
+	if err != nil {
+		return Result{}, MarkerUnknown, err
+	}
 	return result(ds, StorageRedis), m, nil
+}
+
+// clusterCheck is redisCheck on a Redis Cluster, where one script only
+// takes keys of one hash slot. The checks are split into groups by their
+// subject's hash tag (see storageKey), in the order the caller lists them;
+// each group is one atomic script call. Counting, the groups run one after
+// another and the first that refuses stops the count: later groups are
+// only looked at, so they spend nothing, while the earlier groups keep the
+// hit they already counted (the cost of a refusal, see the package doc).
+// Every rule still admits at most its limit: each rule's decision is
+// atomic in its own slot. The marker, in a slot of its own, is read with a
+// GET sent in the same pipeline as the first group's script: a marker is a
+// cache of the database, so it needs no atomicity with the limit.
+func (l *Limiter) clusterCheck(ctx context.Context, ps []prepared, count bool, marker string) (Result, Marker, error) {
+	groups := groupBySlot(ps)
+	ds := make([]Decision, len(ps))
+	m := MarkerUnknown
+	looking := !count
+	for gi := 0; gi < len(groups); {
+		// Groups that are only looked at go together in one pipeline.
+		n := 1
+		if looking {
+			n = len(groups) - gi
+		}
+		batch := groups[gi : gi+n]
+		cmds := make(rueidis.Commands, 0, n+1)
+		for _, g := range batch {
+			keys, args := scriptArgs(g.ps, !looking, "")
+			cmds = append(cmds, l.client.B().Evalsha().Sha1(slidingLogSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
+		}
+		withMarker := gi == 0 && marker != ""
+		if withMarker {
+			cmds = append(cmds, l.client.B().Get().Key(marker).Build())
+		}
+		res := l.client.DoMulti(ctx, cmds...)
+		for bi, g := range batch {
+			r := res[bi]
+			if e, ok := rueidis.IsRedisErr(r.Error()); ok && e.IsNoScript() {
+				// A node that never ran the script (a replica promoted
+				// since, a restart): Exec sends EVAL, which loads it.
+				keys, args := scriptArgs(g.ps, !looking, "")
+				r = slidingLogScript.Exec(ctx, l.client, keys, args)
+			}
+			vals, err := r.AsIntSlice()
+			if err != nil {
+				return Result{}, MarkerUnknown, err
+			}
+			gds := make([]Decision, len(g.ps))
+			ok, _, err := parse(vals, g.ps, gds, false)
+			if err != nil {
+				return Result{}, MarkerUnknown, err
+			}
+			for i, d := range gds {
+				ds[g.idx[i]] = d
+			}
+			if !ok {
+				looking = true
+			}
+		}
+		if withMarker {
+			v, err := res[len(res)-1].AsInt64()
+			switch {
+			case rueidis.IsRedisNil(err):
+				m = MarkerAbsent
+			case err == nil:
+				m = markerOf(v)
+			default:
+				return Result{}, MarkerUnknown, fmt.Errorf("limiter: redis get marker: %w", err)
+			}
+		}
+		gi += n
+	}
+	return result(ds, StorageRedis), m, nil
+}
+
+// slotGroup is the checks of one call that share a hash tag, with their
+// places in the call.
+type slotGroup struct {
+	tag string
+	ps  []prepared
+	idx []int
+}
+
+// groupBySlot splits ps by hash tag, groups in order of first appearance.
+func groupBySlot(ps []prepared) []slotGroup {
+	var gs []slotGroup
+next:
+	for i, p := range ps {
+		tag := hashTag(p.key)
+		for j := range gs {
+			if gs[j].tag == tag {
+				gs[j].ps = append(gs[j].ps, p)
+				gs[j].idx = append(gs[j].idx, i)
+				continue next
+			}
+		}
+		gs = append(gs, slotGroup{tag: tag, ps: []prepared{p}, idx: []int{i}})
+	}
+	return gs
+}
+
+// hashTag is what Redis Cluster hashes of key: the text between the first
+// '{' and the next '}', or the whole key when there is none.
+func hashTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
 }
 
 // redisDelete deletes keys with one DEL each, sent together: a single

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -368,5 +370,105 @@ func (c *RedisCluster) FlushScripts() {
 		if err := n.do("SCRIPT", "FLUSH").Error(); err != nil {
 			c.t.Fatalf("testservices: SCRIPT FLUSH on %s: %v", n.addr, err)
 		}
+	}
+}
+
+// The shared cluster of a test binary: started by the first test that asks,
+// stopped by StopSharedRedisCluster from TestMain.
+var shared struct {
+	sync.Mutex
+	tb      *processTB
+	cluster *RedisCluster
+	err     *sharedAbort
+}
+
+// SharedRedisCluster returns a 3-master, 1-replica-each cluster shared by
+// every test of the binary, started on first use (about 2 s). Tests share
+// it as they share the test Redis: each under keys of its own. It must not
+// be failed over or killed; start a private one for that. A package that
+// uses it calls StopSharedRedisCluster in TestMain after m.Run.
+func SharedRedisCluster(t testing.TB) *RedisCluster {
+	t.Helper()
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.cluster == nil && shared.err == nil {
+		tb := &processTB{}
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					a, ok := r.(sharedAbort)
+					if !ok {
+						panic(r)
+					}
+					shared.err = &a
+				}
+			}()
+			shared.tb = tb
+			shared.cluster = StartRedisCluster(tb, 3, 1)
+		}()
+		if shared.err != nil {
+			tb.cleanup()
+		}
+	}
+	if a := shared.err; a != nil {
+		if a.skip {
+			t.Skip(a.msg)
+		}
+		t.Fatal(a.msg)
+	}
+	return shared.cluster
+}
+
+// StopSharedRedisCluster stops the shared cluster, if one was started.
+func StopSharedRedisCluster() {
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.tb != nil {
+		shared.tb.cleanup()
+		shared.tb, shared.cluster = nil, nil
+	}
+}
+
+// sharedAbort is how processTB ends the start of the shared cluster.
+type sharedAbort struct {
+	msg  string
+	skip bool
+}
+
+// processTB is the testing.TB of the shared cluster, which outlives the
+// test that started it: cleanups run at StopSharedRedisCluster, and a
+// failure while starting fails (or skips) the test that asked. Only the
+// methods the servers' helpers call are implemented.
+type processTB struct {
+	testing.TB
+	mu       sync.Mutex
+	cleanups []func()
+}
+
+func (p *processTB) Helper() {}
+func (p *processTB) Cleanup(f func()) {
+	p.mu.Lock()
+	p.cleanups = append(p.cleanups, f)
+	p.mu.Unlock()
+}
+func (p *processTB) Fatalf(format string, args ...any) {
+	panic(sharedAbort{msg: fmt.Sprintf(format, args...)})
+}
+func (p *processTB) Fatal(args ...any) { panic(sharedAbort{msg: fmt.Sprint(args...)}) }
+func (p *processTB) Skipf(format string, args ...any) {
+	panic(sharedAbort{msg: fmt.Sprintf(format, args...), skip: true})
+}
+func (p *processTB) Errorf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "testservices: shared redis cluster: "+format+"\n", args...)
+}
+func (p *processTB) Logf(format string, args ...any) {}
+
+func (p *processTB) cleanup() {
+	p.mu.Lock()
+	fs := p.cleanups
+	p.cleanups = nil
+	p.mu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- {
+		fs[i]()
 	}
 }
