@@ -23,10 +23,11 @@
 // script on a single Redis. On a Redis Cluster (a client whose Mode is
 // cluster) the rules over one subject share a hash slot and stay one atomic
 // script; rules over different subjects (a client IP and a phone) are
-// checked one slot group after another, and the first group that refuses
-// stops the count: every rule still admits at most its limit, but a hit
-// refused by a later group has already been counted by the earlier ones
-// (see clusterCheck).
+// checked one slot group after another; the first group that refuses
+// stops the count and the earlier groups' hits are taken back. Every rule
+// still admits at most its limit; between a count and its take-back the
+// hit holds a unit, which may refuse a concurrent request (see
+// clusterCheck).
 //
 // Keys never hold the caller's subject (phone number, user id, IP) in clear:
 // they carry a truncated HMAC-SHA256 of it.

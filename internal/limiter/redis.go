@@ -16,7 +16,10 @@ import (
 //
 // KEYS[i] is the sorted set of rule i: one member per admitted hit, scored
 // by its server time in microseconds.
-// ARGV[1] is "1" to count a hit, "0" to only look; then, per rule,
+// ARGV[1] is "1" to count a hit, "0" to only look, "2" to count and end
+// the answer with the members added (the instant, then per rule the
+// sequence number, -1 when nothing was added) so they can be taken back
+// (see clusterCheck); then, per rule,
 // ARGV[2i] is the limit and ARGV[2i+1] the window in microseconds.
 // It returns {allowed, then per rule: ok, count, retry_us, reset_us}.
 // A key after the rules' (one more KEYS than rules) is a marker (see
@@ -52,11 +55,13 @@ for i = 1, n do
   counts[i] = redis.call('ZCARD', KEYS[i])
   if counts[i] < limit then ok[i] = 1 else ok[i] = 0; all = 0 end
 end
-if all == 1 and ARGV[1] == '1' then
+local seqs = {}
+if all == 1 and ARGV[1] ~= '0' then
   local stamp = t[1] .. '.' .. t[2] .. '-'
   for i = 1, n do
     local seq = 0
     while redis.call('ZADD', KEYS[i], 'NX', now, stamp .. seq) == 0 do seq = seq + 1 end
+    seqs[i] = seq
     redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[2 * i + 1]) / 1000))
     counts[i] = counts[i] + 1
   end
@@ -83,17 +88,26 @@ end
 if #KEYS > n then
   out[#out + 1] = tonumber(redis.call('GET', KEYS[n + 1]) or '0') or 0
 end
+if ARGV[1] == '2' then
+  out[#out + 1] = now
+  for i = 1, n do out[#out + 1] = seqs[i] or -1 end
+end
 return out
 `
 
 // scriptArgs are the KEYS and ARGV of one script call over ps.
 func scriptArgs(ps []prepared, count bool, marker string) (keys, args []string) {
+	mode := "0"
+	if count {
+		mode = "1"
+	}
+	return scriptArgsMode(ps, mode, marker)
+}
+
+func scriptArgsMode(ps []prepared, mode, marker string) (keys, args []string) {
 	keys = make([]string, len(ps), len(ps)+1)
 	args = make([]string, 1, 1+2*len(ps))
-	args[0] = "0"
-	if count {
-		args[0] = "1"
-	}
+	args[0] = mode
 	for i, p := range ps {
 		keys[i] = p.key
 		args = append(args,
@@ -112,6 +126,10 @@ func parse(vals []int64, ps []prepared, ds []Decision, withMarker bool) (bool, M
 	want := 1 + 4*len(ps)
 	if withMarker {
 		want++
+	}
+	if len(vals) == want+1+len(ps) && !withMarker {
+		// Mode "2": the members added follow; see added.
+		vals = vals[:want]
 	}
 	if len(vals) != want {
 		return false, MarkerUnknown, fmt.Errorf("limiter: script answered %d values for %d rules", len(vals), len(ps))
@@ -155,28 +173,42 @@ func (l *Limiter) redisCheck(ctx context.Context, ps []prepared, count bool, mar
 // takes keys of one hash slot. The checks are split into groups by their
 // subject's hash tag (see storageKey), in the order the caller lists them;
 // each group is one atomic script call. Counting, the groups run one after
-// another and the first that refuses stops the count: later groups are
-// only looked at, so they spend nothing, while the earlier groups keep the
-// hit they already counted (the cost of a refusal, see the package doc).
-// Every rule still admits at most its limit: each rule's decision is
-// atomic in its own slot. The marker, in a slot of its own, is read with a
-// GET sent in the same pipeline as the first group's script: a marker is a
-// cache of the database, so it needs no atomicity with the limit.
+// another, each counting its hit when all its rules have room; the first
+// that refuses stops the count, the groups after it are only looked at,
+// and the hits the groups before it counted are taken back (ZREM of the
+// exact members), so a refused request costs no rule anything, as on one
+// Redis. Every rule still admits at most its limit: each rule's decision is
+// atomic in its own slot. What a cluster adds: between a count and its
+// take-back (one round trip) the hit holds a unit, so a concurrent request
+// may be refused that one Redis would have admitted; and a take-back that
+// fails (the node went away) leaves the unit spent until the window ends.
+// The marker, in a slot of its own, is read with a GET sent in the same
+// pipeline as the first group's script: a marker is a cache of the
+// database, so it needs no atomicity with the limit.
 func (l *Limiter) clusterCheck(ctx context.Context, ps []prepared, count bool, marker string) (Result, Marker, error) {
 	groups := groupBySlot(ps)
 	ds := make([]Decision, len(ps))
 	m := MarkerUnknown
 	looking := !count
+	// Mode "2" reports the members added, to take them back; with one
+	// group there is nothing to take back.
+	countMode := "1"
+	if len(groups) > 1 {
+		countMode = "2"
+	}
+	var taken []refund
 	for gi := 0; gi < len(groups); {
 		// Groups that are only looked at go together in one pipeline.
 		n := 1
+		mode := countMode
 		if looking {
 			n = len(groups) - gi
+			mode = "0"
 		}
 		batch := groups[gi : gi+n]
 		cmds := make(rueidis.Commands, 0, n+1)
 		for _, g := range batch {
-			keys, args := scriptArgs(g.ps, !looking, "")
+			keys, args := scriptArgsMode(g.ps, mode, "")
 			cmds = append(cmds, l.client.B().Evalsha().Sha1(slidingLogSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
 		}
 		withMarker := gi == 0 && marker != ""
@@ -189,20 +221,25 @@ func (l *Limiter) clusterCheck(ctx context.Context, ps []prepared, count bool, m
 			if e, ok := rueidis.IsRedisErr(r.Error()); ok && e.IsNoScript() {
 				// A node that never ran the script (a replica promoted
 				// since, a restart): Exec sends EVAL, which loads it.
-				keys, args := scriptArgs(g.ps, !looking, "")
+				keys, args := scriptArgsMode(g.ps, mode, "")
 				r = slidingLogScript.Exec(ctx, l.client, keys, args)
 			}
 			vals, err := r.AsIntSlice()
 			if err != nil {
+				l.takeBack(ctx, taken)
 				return Result{}, MarkerUnknown, err
 			}
 			gds := make([]Decision, len(g.ps))
 			ok, _, err := parse(vals, g.ps, gds, false)
 			if err != nil {
+				l.takeBack(ctx, taken)
 				return Result{}, MarkerUnknown, err
 			}
 			for i, d := range gds {
 				ds[g.idx[i]] = d
+			}
+			if mode == "2" && ok {
+				taken = append(taken, added(vals, g)...)
 			}
 			if !ok {
 				looking = true
@@ -216,12 +253,62 @@ func (l *Limiter) clusterCheck(ctx context.Context, ps []prepared, count bool, m
 			case err == nil:
 				m = markerOf(v)
 			default:
+				l.takeBack(ctx, taken)
 				return Result{}, MarkerUnknown, fmt.Errorf("limiter: redis get marker: %w", err)
 			}
 		}
 		gi += n
 	}
-	return result(ds, StorageRedis), m, nil
+	out := result(ds, StorageRedis)
+	if !out.Allowed && len(taken) > 0 {
+		l.takeBack(ctx, taken)
+		for _, t := range taken {
+			d := &ds[t.idx]
+			if d.Remaining < d.Limit {
+				d.Remaining++
+			}
+		}
+	}
+	return out, m, nil
+}
+
+// refund is one hit a group counted: its key, its sorted-set member and
+// its place in the call.
+type refund struct {
+	key, member string
+	idx         int
+}
+
+// added reads the members a mode "2" answer reports for group g.
+func added(vals []int64, g slotGroup) []refund {
+	tail := vals[len(vals)-1-len(g.ps):]
+	now := tail[0]
+	out := make([]refund, 0, len(g.ps))
+	for i, p := range g.ps {
+		seq := tail[1+i]
+		if seq < 0 {
+			continue
+		}
+		out = append(out, refund{
+			key:    p.key,
+			member: strconv.FormatInt(now/1_000_000, 10) + "." + strconv.FormatInt(now%1_000_000, 10) + "-" + strconv.FormatInt(seq, 10),
+			idx:    g.idx[i],
+		})
+	}
+	return out
+}
+
+// takeBack removes the hits of rs, one ZREM each, sent together. It is
+// best effort: a hit it cannot remove stays counted until its window ends.
+func (l *Limiter) takeBack(ctx context.Context, rs []refund) {
+	if len(rs) == 0 {
+		return
+	}
+	cmds := make(rueidis.Commands, len(rs))
+	for i, r := range rs {
+		cmds[i] = l.client.B().Zrem().Key(r.key).Member(r.member).Build()
+	}
+	l.client.DoMulti(ctx, cmds...)
 }
 
 // slotGroup is the checks of one call that share a hash tag, with their
