@@ -597,7 +597,7 @@ func testReplicasShareTheLimit(t *testing.T, url string) {
 					t.Fatalf("wider rule charged for refusals: remaining %d, want 15", d.Remaining)
 				}
 			},
-		},		{
+		}, {
 			name:   "two subjects in two slots",
 			checks: []Check{{ipRule, "203.0.113.9"}, {phoneRule, "+15555550199"}},
 			want:   3,
