@@ -74,7 +74,16 @@ func openRedis(raw string, logger *zap.Logger) (*redisResource, error) {
 	if err != nil {
 		return nil, errors.New("REDIS_URL is malformed")
 	}
-	opt.ForceSingleClient = true // Railway's Redis is one node; no cluster discovery
+	// A single node unless the URL says cluster=1: then rueidis discovers
+	// the cluster from the listed nodes (the host and every addr=) and
+	// follows MOVED/ASK by itself. A single node is forced otherwise so the
+	// client exists, and reconnects, while that node is down at start; a
+	// cluster client needs one listed node to answer at start.
+	cluster, err := redisClusterMode(raw)
+	if err != nil {
+		return nil, err
+	}
+	opt.ForceSingleClient = !cluster
 	opt.DisableCache = true
 	opt.Dialer.Timeout = 2 * time.Second
 	opt.ConnWriteTimeout = 2 * time.Second
@@ -90,6 +99,23 @@ func openRedis(raw string, logger *zap.Logger) (*redisResource, error) {
 	return &redisResource{client: tracing.Redis(client)}, nil
 }
 
+// redisClusterMode reads REDIS_URL's cluster query parameter: "1" or
+// "true" for a Redis Cluster; absent, "0" or "false" for a single node.
+func redisClusterMode(raw string) (bool, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false, errors.New("REDIS_URL is not a valid URL")
+	}
+	switch v := u.Query().Get("cluster"); v {
+	case "", "0", "false":
+		return false, nil
+	case "1", "true":
+		return true, nil
+	default:
+		return false, fmt.Errorf("REDIS_URL: cluster=%q: want 1 or 0", v)
+	}
+}
+
 func validateRedisURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -103,6 +129,9 @@ func validateRedisURL(raw string) error {
 	}
 	if _, err := rueidis.ParseURL(raw); err != nil {
 		return errors.New("REDIS_URL is malformed")
+	}
+	if _, err := redisClusterMode(raw); err != nil {
+		return err
 	}
 	return nil
 }

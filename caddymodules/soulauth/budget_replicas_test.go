@@ -109,6 +109,11 @@ func (r *budgetReplica) requestCode(phone, ip string) (int, string, error) {
 // own, so only the budget can refuse), admit exactly the budget together:
 // first a country's, then, in another country, the rest of the global one.
 func TestBudgetExactAcrossReplicas(t *testing.T) {
+	t.Run("redis", func(t *testing.T) { testBudgetExactAcrossReplicas(t, testservices.RedisURL(t)) })
+	t.Run("cluster", func(t *testing.T) { testBudgetExactAcrossReplicas(t, testservices.SharedRedisCluster(t).URL()) })
+}
+
+func testBudgetExactAcrossReplicas(t *testing.T, redisURL string) {
 	const (
 		perCountry = 15
 		global     = 20
@@ -118,7 +123,7 @@ func TestBudgetExactAcrossReplicas(t *testing.T) {
 	// A Redis slowed by a busy machine must not send a check to
 	// per-instance memory: that is the outage path, not this test's.
 	env := []string{
-		"SECRET_KEY=" + soultest.RandomHex(32), "REDIS_URL=" + testservices.RedisURL(t), "RATE_LIMIT_REDIS_TIMEOUT=2s",
+		"SECRET_KEY=" + soultest.RandomHex(32), "REDIS_URL=" + redisURL, "RATE_LIMIT_REDIS_TIMEOUT=2s",
 		"OTP_SEND_BUDGET_HOURLY=" + strconv.Itoa(global),
 		"OTP_SEND_BUDGET_HOURLY_PER_COUNTRY=" + strconv.Itoa(perCountry),
 	}

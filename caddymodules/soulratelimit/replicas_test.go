@@ -25,6 +25,7 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	soultest.RemoveBinary()
+	testservices.StopSharedRedisCluster()
 	os.Exit(code)
 }
 
@@ -189,8 +190,12 @@ func hammer(t *testing.T, replicas []*replica, xff string, workers, perReplica i
 // Two binaries sharing one Redis, hammered at once on one policy and one
 // subject, admit exactly the limit together.
 func TestReplicasShareTheLimit(t *testing.T) {
+	t.Run("redis", func(t *testing.T) { testReplicasShareTheLimit(t, testservices.RedisURL(t)) })
+	t.Run("cluster", func(t *testing.T) { testReplicasShareTheLimit(t, testservices.SharedRedisCluster(t).URL()) })
+}
+
+func testReplicasShareTheLimit(t *testing.T, redisURL string) {
 	const limit = 40
-	redisURL := testservices.RedisURL(t)
 	// A Redis slowed by a busy test machine must not send a check to
 	// per-instance memory: that is the outage path, tested on its own.
 	env := []string{"SECRET_KEY=" + soultest.RandomHex(32), "REDIS_URL=" + redisURL, "RATE_LIMIT_REDIS_TIMEOUT=2s",
@@ -198,13 +203,13 @@ func TestReplicasShareTheLimit(t *testing.T) {
 	a, b := startReplica(t, env...), startReplica(t, env...)
 
 	c := hammer(t, []*replica{a, b}, "", 8, 2*limit)
-	t.Logf("two replicas sharing one Redis, %d requests at once on one policy: admitted=%d limit=%d", 4*limit, c.admitted.Load(), limit)
+	t.Logf("%s: two replicas sharing one Redis, %d requests at once on one policy: admitted=%d limit=%d", t.Name(), 4*limit, c.admitted.Load(), limit)
 	if c.admitted.Load() != limit {
 		t.Errorf("admitted %d, want exactly the limit %d", c.admitted.Load(), limit)
 	}
 
 	host := strings.TrimPrefix(redisURL, "redis://")
-	host = host[:strings.IndexByte(host, '/')]
+	host = host[:strings.IndexAny(host, "/?")]
 	for _, r := range []*replica{a, b} {
 		if want := `"storage":"redis ` + host + `"`; !strings.Contains(r.log.String(), want) {
 			t.Errorf("startup log does not name the storage (%s):\n%s", want, r.log.String())

@@ -7,8 +7,12 @@
 // lexical order to see "directories". Store and Delete are Lua scripts, so
 // the value and the index never disagree. Locks are rueidislock locks: held
 // while the holder renews them, they expire LockValidity after a holder
-// dies. The scripts touch keys they do not declare, which a Redis Cluster
-// would refuse; the product runs a single Redis.
+// dies. The Delete script touches keys it does not declare; on a Redis
+// Cluster (a URL with cluster=1) every value and the index therefore share
+// one hash slot: the prefix becomes a hash tag, "{soul:caddy:}v:…", so both
+// scripts stay in one slot. Certificates are few, so one slot is no
+// burden. A single Redis keeps the keys as they were ("soul:caddy:v:…").
+// Lock keys are rueidislock's, which it spreads and takes per key.
 //
 // With no URL (the embedded mode, REDIS_URL unset) it hands Caddy its
 // default file storage instead, so one Caddyfile serves both modes.
@@ -92,8 +96,13 @@ var pool = caddy.NewUsagePool()
 // connect opens the Redis client and the locker. A Redis that does not
 // answer yet is not fatal: the client keeps dialling, and the storage works
 // once Redis is up (certificates already in memory keep being served).
-func connect(opt rueidis.ClientOption, prefix string, validity time.Duration, logger *zap.Logger) (*resource, error) {
-	opt.ForceSingleClient = true
+func connect(opt rueidis.ClientOption, cluster bool, prefix string, validity time.Duration, logger *zap.Logger) (*resource, error) {
+	opt.ForceSingleClient = !cluster
+	keys := prefix
+	if cluster {
+		// One hash slot for the values and the index (see the package doc).
+		keys = "{" + prefix + "}"
+	}
 	opt.Dialer.Timeout = 2 * time.Second
 	opt.ConnWriteTimeout = 5 * time.Second
 	opt.ClientName = "soul-storage"
@@ -117,8 +126,8 @@ func connect(opt rueidis.ClientOption, prefix string, validity time.Duration, lo
 	return &resource{
 		client: locker.Client(),
 		locker: locker,
-		prefix: prefix + "v:",
-		index:  prefix + "index",
+		prefix: keys + "v:",
+		index:  keys + "index",
 		locks:  make(map[string]context.CancelFunc),
 	}, nil
 }
@@ -151,9 +160,16 @@ func (s *Storage) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return errors.New("soul_redis storage: the Redis URL is malformed")
 	}
+	cluster, err := clusterMode(raw)
+	if err != nil {
+		return err
+	}
+	if strings.ContainsAny(s.Prefix, "{}") {
+		return fmt.Errorf("soul_redis storage: prefix %q holds a brace, which would change hash slots", s.Prefix)
+	}
 	s.poolKey = raw + "\x00" + s.Prefix + "\x00" + strconv.FormatInt(int64(s.LockValidity), 10)
 	val, _, err := pool.LoadOrNew(s.poolKey, func() (caddy.Destructor, error) {
-		return connect(opt, s.Prefix, time.Duration(s.LockValidity), s.logger)
+		return connect(opt, cluster, s.Prefix, time.Duration(s.LockValidity), s.logger)
 	})
 	if err != nil {
 		s.poolKey = ""
@@ -180,6 +196,23 @@ func (s *Storage) CertMagicStorage() (certmagic.Storage, error) {
 		return caddy.DefaultStorage, nil
 	}
 	return s, nil
+}
+
+// clusterMode reads the URL's cluster query parameter, as REDIS_URL's is
+// read for the limiter: "1" or "true" for a Redis Cluster, else one node.
+func clusterMode(raw string) (bool, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false, errors.New("soul_redis storage: the Redis URL is malformed")
+	}
+	switch v := u.Query().Get("cluster"); v {
+	case "", "0", "false":
+		return false, nil
+	case "1", "true":
+		return true, nil
+	default:
+		return false, fmt.Errorf("soul_redis storage: cluster=%q: want 1 or 0", v)
+	}
 }
 
 // host names the server of a URL without its credentials, for logs.

@@ -21,6 +21,12 @@ import (
 	"github.com/soulapp/soul/internal/testservices"
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testservices.StopSharedRedisCluster()
+	os.Exit(code)
+}
+
 // newStorage connects a storage of its own (not shared through the pool),
 // as a separate replica would.
 func newStorage(t *testing.T, url, prefix string, validity time.Duration) *Storage {
@@ -29,7 +35,11 @@ func newStorage(t *testing.T, url, prefix string, validity time.Duration) *Stora
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := connect(opt, prefix, validity, zap.NewNop())
+	cluster, err := clusterMode(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := connect(opt, cluster, prefix, validity, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +60,11 @@ func ctxT(t *testing.T) context.Context {
 }
 
 func TestConformance(t *testing.T) {
-	url := testservices.RedisURL(t)
+	t.Run("redis", func(t *testing.T) { testConformance(t, testservices.RedisURL(t)) })
+	t.Run("cluster", func(t *testing.T) { testConformance(t, testservices.SharedRedisCluster(t).URL()) })
+}
+
+func testConformance(t *testing.T, url string) {
 	prefix := testPrefix()
 	s := newStorage(t, url, prefix, 2*time.Second)
 	other := newStorage(t, url, prefix, 2*time.Second)
@@ -183,7 +197,11 @@ func TestConformance(t *testing.T) {
 // Two instances contend for one lock: the second waits until the first
 // unlocks, gives up when its context ends, and TryLock does not wait.
 func TestLockContention(t *testing.T) {
-	url := testservices.RedisURL(t)
+	t.Run("redis", func(t *testing.T) { testLockContention(t, testservices.RedisURL(t)) })
+	t.Run("cluster", func(t *testing.T) { testLockContention(t, testservices.SharedRedisCluster(t).URL()) })
+}
+
+func testLockContention(t *testing.T, url string) {
 	prefix := testPrefix()
 	a, b := newStorage(t, url, prefix, 2*time.Second), newStorage(t, url, prefix, 2*time.Second)
 	ctx := ctxT(t)

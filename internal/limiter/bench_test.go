@@ -44,6 +44,17 @@ func benchAllow(b *testing.B, l *Limiter) {
 			}
 		})
 	})
+	b.Run("two subjects", func(b *testing.B) {
+		// A client IP and a phone: two hash slots on a cluster.
+		phone := Rule{"bench_phone", 1_000_000, time.Minute}
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			k := benchKeys[i%len(benchKeys)]
+			if _, err := l.AllowAll(ctx, Check{benchRule, k}, Check{phone, "+1555" + k}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("two rules", func(b *testing.B) {
 		b.ReportAllocs()
 		day := Rule{"bench_day", 10, 24 * time.Hour}
@@ -68,5 +79,16 @@ func BenchmarkAllowRedis(b *testing.B) {
 	benchAllow(b, l)
 	if n := l.Fallbacks(); n != 0 {
 		b.Fatalf("%d calls fell back to memory: the figures are not Redis's", n)
+	}
+}
+
+// BenchmarkAllowCluster is BenchmarkAllowRedis on the shared 3-master test
+// cluster: one slot group is one script call as on one Redis; two subjects
+// are two calls, one after the other.
+func BenchmarkAllowCluster(b *testing.B) {
+	l, _, _ := clusterLimiter(b)
+	benchAllow(b, l)
+	if n := l.Fallbacks(); n != 0 {
+		b.Fatalf("%d calls fell back to memory: the figures are not the cluster's", n)
 	}
 }

@@ -20,8 +20,14 @@
 // in a bounded set, and deleted before anything else is counted on them once
 // Redis answers again. No operation returns a Redis error: a caller never has
 // to tell a Redis outage from anything else. The keys of one call go to one
-// script, so on a Redis Cluster they would have to share a hash slot; the
-// product runs a single Redis.
+// script on a single Redis. On a Redis Cluster (a client whose Mode is
+// cluster) the rules over one subject share a hash slot and stay one atomic
+// script; rules over different subjects (a client IP and a phone) are
+// checked one slot group after another; the first group that refuses
+// stops the count and the earlier groups' hits are taken back. Every rule
+// still admits at most its limit; between a count and its take-back the
+// hit holds a unit, which may refuse a concurrent request (see
+// clusterCheck).
 //
 // Keys never hold the caller's subject (phone number, user id, IP) in clear:
 // they carry a truncated HMAC-SHA256 of it.
@@ -35,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -179,7 +186,9 @@ type Options struct {
 	// HashKey keys the HMAC that hides subjects in storage keys. Required;
 	// at least 32 random bytes are advised.
 	HashKey []byte
-	// Prefix starts every storage key; DefaultPrefix when empty.
+	// Prefix starts every storage key; DefaultPrefix when empty. It must
+	// hold no '{' or '}', which would change the keys' hash slots on a
+	// Redis Cluster.
 	Prefix string
 	// Timeout bounds each Redis call so a slow Redis degrades to the local
 	// store instead of stalling requests; DefaultTimeout when zero.
@@ -208,6 +217,7 @@ type Options struct {
 // absent or failing. It is safe for concurrent use.
 type Limiter struct {
 	client       rueidis.Client
+	cluster      bool
 	hashKey      []byte
 	prefix       string
 	timeout      time.Duration
@@ -241,6 +251,7 @@ func newLimiter(opts Options, clock func() time.Time) (*Limiter, error) {
 	}
 	l := &Limiter{
 		client:       opts.Client,
+		cluster:      opts.Client != nil && opts.Client.Mode() == rueidis.ClientModeCluster,
 		hashKey:      append([]byte(nil), opts.HashKey...),
 		prefix:       opts.Prefix,
 		timeout:      opts.Timeout,
@@ -251,6 +262,9 @@ func newLimiter(opts Options, clock func() time.Time) (*Limiter, error) {
 	}
 	if l.prefix == "" {
 		l.prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(l.prefix, "{}") {
+		return nil, fmt.Errorf("limiter: prefix %q holds a brace, which would change hash slots", l.prefix)
 	}
 	if l.timeout <= 0 {
 		l.timeout = DefaultTimeout
@@ -417,7 +431,7 @@ func (l *Limiter) StorageKey(rule, key string) string {
 
 // Forget deletes every limiter entry derived from key (for account
 // deletion): under the rules given and under every rule this Limiter has
-// checked or had registered since it started. Keys are hashed per rule, so
+// checked or had registered since it started. Keys name their rule, so
 // pass or Register every rule that may have been applied to key; the rest
 // expire with their windows. Redis keys it cannot delete now are deleted
 // once Redis answers again, as for Reset, unless this process stops first
@@ -585,24 +599,30 @@ func (l *Limiter) markDown(err error) {
 	}
 }
 
-// storageKey is prefix + rule name + ':' + hex(HMAC(rule name, key)).
-// Hashing per rule keeps one subject's entries under different rules from
-// being linked to each other by their keys.
+// storageKey is prefix + "{" + hex(HMAC(subject)) + "}:" + rule name.
+// The braces make the subject's hash the key's hash tag, so on a Redis
+// Cluster every rule over one subject (a phone's otp_send and
+// otp_send_day) lands in one slot and is checked in one atomic script.
+// The price: one subject's entries under different rules share their tag
+// and can be linked to each other, though not to the subject. The rule
+// name comes last and holds no ':' or braces (see Rule.validate).
 func (l *Limiter) storageKey(rule, key string) string {
 	m := l.macs.Get().(hash.Hash)
 	m.Reset()
-	m.Write([]byte(rule))
-	m.Write([]byte{0})
+	// A leading byte of its own keeps the subject's hash apart from the
+	// marker's (see markerKey).
+	m.Write([]byte("\x01subject\x00"))
 	m.Write([]byte(key))
 	var sum [sha256.Size]byte
 	m.Sum(sum[:0])
 	l.macs.Put(m)
 
-	b := make([]byte, 0, len(l.prefix)+len(rule)+1+2*hashBytes)
+	b := make([]byte, 0, len(l.prefix)+2*hashBytes+3+len(rule))
 	b = append(b, l.prefix...)
-	b = append(b, rule...)
-	b = append(b, ':')
+	b = append(b, '{')
 	b = hex.AppendEncode(b, sum[:hashBytes])
+	b = append(b, "}:"...)
+	b = append(b, rule...)
 	return string(b)
 }
 

@@ -32,20 +32,31 @@ func testPrefix(t testing.TB) string {
 	return "soultest:" + hex.EncodeToString(b) + ":rl:"
 }
 
+// scanKeys lists the keys under prefix; on a cluster it scans every node,
+// since SCAN sees only the node it runs on.
 func scanKeys(t testing.TB, c rueidis.Client, prefix string) []string {
 	t.Helper()
+	seen := map[string]bool{}
 	var keys []string
-	var cursor uint64
-	for {
-		e, err := c.Do(context.Background(), c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			t.Fatalf("SCAN: %v", err)
-		}
-		keys = append(keys, e.Elements...)
-		if cursor = e.Cursor; cursor == 0 {
-			return keys
+	for _, n := range c.Nodes() {
+		var cursor uint64
+		for {
+			e, err := n.Do(context.Background(), n.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				t.Fatalf("SCAN: %v", err)
+			}
+			for _, k := range e.Elements {
+				if !seen[k] {
+					seen[k] = true
+					keys = append(keys, k)
+				}
+			}
+			if cursor = e.Cursor; cursor == 0 {
+				break
+			}
 		}
 	}
+	return keys
 }
 
 // dropKeysAfter deletes the test's keys when it ends; the shared Redis is
@@ -87,6 +98,19 @@ func redisLimiter(t testing.TB) (*Limiter, rueidis.Client, string) {
 	return openLimiter(t, Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second}), c, prefix
 }
 
+// clusterLimiter is redisLimiter on the shared test Redis Cluster.
+func clusterLimiter(t testing.TB) (*Limiter, rueidis.Client, string) {
+	t.Helper()
+	c := testservices.RedisClient(t, testservices.SharedRedisCluster(t).URL())
+	prefix := testPrefix(t)
+	dropKeysAfter(t, c, prefix)
+	l := openLimiter(t, Options{Client: c, Prefix: prefix, Timeout: 5 * time.Second})
+	if !l.cluster {
+		t.Fatalf("client mode %s, want cluster", c.Mode())
+	}
+	return l, c, prefix
+}
+
 type backend struct {
 	name    string
 	storage string
@@ -97,6 +121,7 @@ type backend struct {
 var backends = []backend{
 	{"local", StorageLocal, func(t *testing.T) *Limiter { return openLimiter(t, Options{}) }},
 	{"redis", StorageRedis, func(t *testing.T) *Limiter { l, _, _ := redisLimiter(t); return l }},
+	{"cluster", StorageRedis, func(t *testing.T) *Limiter { l, _, _ := clusterLimiter(t); return l }},
 }
 
 func allow(t *testing.T, l *Limiter, r Rule, key, storage string) Decision {
@@ -291,6 +316,8 @@ func TestAllowAllCountsOnlyWhenAllAllow(t *testing.T) {
 			if res, _ = l.AllowAll(ctx, other...); res.Allowed {
 				t.Fatalf("second request from a limited IP admitted: %+v", res)
 			}
+			// On a cluster the phone's slot counts before the IP's refuses,
+			// and the hit is taken back.
 			if d := peek(t, l, perDay, "+15555550103"); d.Remaining != perDay.Limit {
 				t.Fatalf("phone charged for a request its IP refused: remaining %d", d.Remaining)
 			}
@@ -535,7 +562,18 @@ func serverTime(t *testing.T, c rueidis.Client) time.Duration {
 // TestReplicasShareTheLimit hammers one Redis from two instances, each with
 // its own client, as two replicas of the service would.
 func TestReplicasShareTheLimit(t *testing.T) {
-	url := testservices.RedisURL(t)
+	t.Run("redis", func(t *testing.T) { testReplicasShareTheLimit(t, testservices.RedisURL(t)) })
+	t.Run("cluster", func(t *testing.T) {
+		testReplicasShareTheLimit(t, testservices.SharedRedisCluster(t).URL())
+	})
+}
+
+func testReplicasShareTheLimit(t *testing.T, url string) {
+	ipRule := Rule{"replica_ip", 5, time.Minute}
+	phoneRule := Rule{"replica_phone", 3, time.Minute}
+	// A refused request costs no rule anything: on a cluster the IP's
+	// slot, checked first, gives back the hits the phone's refused.
+	const ipLeft = 2
 	single := Rule{"replica_default", 100, time.Minute}
 	tight := Rule{"replica_tight", 1, time.Minute}
 	day := Rule{"replica_day", 10, 24 * time.Hour}
@@ -557,6 +595,15 @@ func TestReplicasShareTheLimit(t *testing.T) {
 			after: func(t *testing.T, l *Limiter) {
 				if d := peek(t, l, wide, "+15555550100"); d.Remaining != 15 {
 					t.Fatalf("wider rule charged for refusals: remaining %d, want 15", d.Remaining)
+				}
+			},
+		}, {
+			name:   "two subjects in two slots",
+			checks: []Check{{ipRule, "203.0.113.9"}, {phoneRule, "+15555550199"}},
+			want:   3,
+			after: func(t *testing.T, l *Limiter) {
+				if d := peek(t, l, ipRule, "203.0.113.9"); d.Remaining != ipLeft {
+					t.Fatalf("IP rule after refusals by the phone's: remaining %d, want %d", d.Remaining, ipLeft)
 				}
 			},
 		},
@@ -609,6 +656,7 @@ func TestReplicasShareTheLimit(t *testing.T) {
 			for err := range errs {
 				t.Fatal(err)
 			}
+			t.Logf("admitted=%d limit=%d of %d calls", admitted.Load(), tc.want, admitted.Load()+refused.Load())
 			if got := admitted.Load(); got != int64(tc.want) {
 				t.Fatalf("admitted %d of %d, want exactly %d", got, admitted.Load()+refused.Load(), tc.want)
 			}
@@ -624,7 +672,7 @@ func TestReplicasShareTheLimit(t *testing.T) {
 	}
 }
 
-var hexKey = regexp.MustCompile(`^([a-z0-9_.-]+):([0-9a-f]{32})$`)
+var hexKey = regexp.MustCompile(`^\{([0-9a-f]{32})\}:([a-z0-9_.-]+)$`)
 
 func TestKeysAreHashedAndExpire(t *testing.T) {
 	subjects := []struct {
@@ -662,19 +710,19 @@ func TestKeysAreHashedAndExpire(t *testing.T) {
 			clear(t, k)
 			m := hexKey.FindStringSubmatch(strings.TrimPrefix(k, prefix))
 			if m == nil {
-				t.Fatalf("key %q is not %s<rule>:<32 hex>", k, prefix)
+				t.Fatalf("key %q is not %s{<32 hex>}:<rule>", k, prefix)
 			}
-			// Per-rule hashing: one phone under two rules gives unrelated keys.
-			if hashes[m[2]] {
-				t.Fatalf("hash %s repeated across rules", m[2])
-			}
-			hashes[m[2]] = true
+			hashes[m[1]] = true
 
 			members, err := c.Do(ctx, c.B().Zrange().Key(k).Min("0").Max("-1").Build()).AsStrSlice()
 			if err != nil || len(members) != 1 {
 				t.Fatalf("ZRANGE %s: %q %v", k, members, err)
 			}
 			clear(t, members[0])
+		}
+		// One hash tag per subject: the phone's two rules share a slot.
+		if len(hashes) != len(subjects)-1 {
+			t.Fatalf("%d hash tags for %d subjects: %v", len(hashes), len(subjects)-1, hashes)
 		}
 		for _, s := range subjects {
 			k := l.storageKey(s.rule.Name, s.key)

@@ -6,15 +6,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/soulapp/soul/internal/testservices"
 )
 
 // A marker is read in the round trip of a limit, filled only where absent,
 // overwritten by a revocation, and unknown without Redis.
 func TestMarkers(t *testing.T) {
+	t.Run("redis", func(t *testing.T) {
+		l, c, _ := redisLimiter(t)
+		testMarkers(t, l, c)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		l, c, _ := clusterLimiter(t)
+		testMarkers(t, l, c)
+	})
+}
+
+func testMarkers(t *testing.T, l *Limiter, c rueidis.Client) {
 	ctx := context.Background()
 	perUser := Rule{"default", 100, time.Minute}
-	l, c, _ := redisLimiter(t)
 
 	allowMarked := func(name string) Marker {
 		t.Helper()
@@ -111,5 +123,49 @@ func TestRevocationWaitsForRedis(t *testing.T) {
 	}
 	if n, err := c.Do(ctx, c.B().Exists().Key(l.MarkerKey("session:a")).Build()).AsInt64(); err != nil || n != 0 {
 		t.Fatalf("the stale marker is still in Redis: %d %v", n, err)
+	}
+}
+
+// After a failover (or a restart) the new master has never seen the script:
+// EVALSHA answers NOSCRIPT, and the check must still be answered by the
+// cluster, from the same counts, not fall back to memory.
+func TestClusterFailoverNoScript(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cl := testservices.StartRedisCluster(t, 3, 1)
+	c := testservices.RedisClient(t, cl.URL())
+	l := openLimiter(t, Options{Client: c, Prefix: testPrefix(t), Timeout: 5 * time.Second})
+	phone := Rule{"nos_phone", 5, time.Minute}
+	ip := Rule{"nos_ip", 50, time.Minute}
+	// Subjects spread over the shards, so every master ran the script.
+	subjects := []string{"+15555550100", "+15555550101", "+15555550102", "+15555550103", "+15555550104", "+15555550105"}
+	call := func(phoneKey string) Result {
+		t.Helper()
+		res, err := l.AllowAll(ctx, Check{ip, "203.0.113.1"}, Check{phone, phoneKey})
+		if err != nil || res.Storage != StorageRedis {
+			t.Fatalf("AllowAll: %+v %v", res, err)
+		}
+		return res
+	}
+	for _, s := range subjects {
+		call(s)
+	}
+	for i := range 3 {
+		cl.Failover(i)
+	}
+	cl.FlushScripts()
+	for _, s := range subjects {
+		if d := call(s).Decisions[1]; d.Remaining != phone.Limit-2 {
+			t.Fatalf("%s after failover: %+v, want the hit before it kept", s[len(s)-2:], d)
+		}
+	}
+	if d := peek(t, l, ip, "203.0.113.1"); d.Remaining != ip.Limit-2*len(subjects) {
+		t.Fatalf("IP rule after failover: %+v", d)
+	}
+	if _, m, err := l.AllowMarked(ctx, phone, "+15555550100", "session:x"); err != nil || m != MarkerAbsent {
+		t.Fatalf("marked call after failover: %s %v", m, err)
+	}
+	if n := l.Fallbacks(); n != 0 {
+		t.Fatalf("%d calls fell back to memory", n)
 	}
 }

@@ -100,9 +100,15 @@ func (s *Server) end(what string, how func() error) {
 // taken between choosing it and binding it, and registers the final stop.
 func launch(t testing.TB, name string, proc process, urlFor func(port int) string) *Server {
 	t.Helper()
+	return launchOn(t, name, proc, urlFor, freePort)
+}
+
+// launchOn is launch with the port chosen by pick.
+func launchOn(t testing.TB, name string, proc process, urlFor func(port int) string, pick func(testing.TB) int) *Server {
+	t.Helper()
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		port := freePort(t)
+		port := pick(t)
 		if err = proc.start(port); err == nil {
 			s := &Server{t: t, name: name, url: urlFor(port), port: port, proc: proc, running: true}
 			t.Cleanup(func() {
@@ -250,8 +256,10 @@ type redisProcess struct {
 	bin  string
 	dir  string
 	addr string
-	cmd  *exec.Cmd
-	done chan struct{}
+	// extra are more server arguments, e.g. a cluster node's.
+	extra []string
+	cmd   *exec.Cmd
+	done  chan struct{}
 }
 
 func (r *redisProcess) logFile() string { return filepath.Join(r.dir, "redis.log") }
@@ -265,6 +273,7 @@ func (r *redisProcess) start(port int) error {
 		"--dir", r.dir, "--logfile", r.logFile(),
 		// Lets scripts/testenv.sh stop a server left behind by a crash.
 		"--pidfile", filepath.Join(r.dir, "redis.pid"))
+	cmd.Args = append(cmd.Args, r.extra...)
 	if err := cmd.Start(); err != nil {
 		return err
 	}

@@ -1,7 +1,8 @@
 // Package testservices hands tests the real Postgres and Redis that `make test`
 // starts on loopback (scripts/testenv.sh), and can start private ones for tests
-// that need to stop and restart a server, and a PgBouncer in front of a
-// Postgres (StartPgBouncer).
+// that need to stop and restart a server, a PgBouncer in front of a
+// Postgres (StartPgBouncer), or a private Redis Cluster (StartRedisCluster,
+// SharedRedisCluster) from the same redis-server.
 //
 // Outside `make test` the variables are unset and tests that need a server are
 // skipped, unless SOUL_TEST_REQUIRE_SERVICES=1 (set by `make test`), where a

@@ -184,3 +184,45 @@ func TestStartRedis(t *testing.T) {
 		t.Fatalf("after restart: GET mood = %q, %v; want 7", got, err)
 	}
 }
+
+func TestRedisClusterFailover(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	c := testservices.StartRedisCluster(t, 3, 1)
+	t.Logf("3 masters + 3 replicas healthy in %v", time.Since(start).Round(time.Millisecond))
+	opt, err := rueidis.ParseURL(c.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.DisableCache = true
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if client.Mode() != rueidis.ClientModeCluster {
+		t.Fatalf("client mode %s, want cluster", client.Mode())
+	}
+	ctx := ctxTimeout(t)
+	// Keys spread over every shard.
+	for i := 0; i < 30; i++ {
+		k := "k" + string(rune('a'+i))
+		if err := client.Do(ctx, client.B().Set().Key(k).Value("v").Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := c.Masters()
+	start = time.Now()
+	c.Failover(0)
+	t.Logf("failover in %v", time.Since(start).Round(time.Millisecond))
+	after := c.Masters()
+	if before[0] == after[0] {
+		t.Fatalf("shard 0 still served by %s", after[0])
+	}
+	for i := 0; i < 30; i++ {
+		k := "k" + string(rune('a'+i))
+		if v, err := client.Do(ctx, client.B().Get().Key(k).Build()).ToString(); err != nil || v != "v" {
+			t.Fatalf("GET %s after failover: %q, %v", k, v, err)
+		}
+	}
+}
