@@ -966,6 +966,13 @@ func TestFallback(t *testing.T) {
 			if n, most := reported.Load(), int64(time.Since(downAt)/backoff)+1; n < 1 || n > most {
 				t.Fatalf("%d Redis errors reported in %s, want 1 to %d", n, time.Since(downAt), most)
 			}
+			// Storage() reports the backoff that a failed call starts, and a
+			// call after the backoff tries Redis again: asked right after a
+			// call, not after the loop's last sleep (by when the backoff may
+			// have run out), it is local.
+			if _, err := l.Allow(ctx, rule, "k"); err != nil {
+				t.Fatal(err)
+			}
 			if l.Storage() != StorageLocal {
 				t.Fatalf("Storage() %s while Redis is down", l.Storage())
 			}
