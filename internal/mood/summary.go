@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/problem"
@@ -294,7 +295,7 @@ func (s *Store) Summary(ctx context.Context, userID uuid.UUID, q SummaryQuery) (
 	}
 	acc := make([]summaryRow, len(dates))
 	err := database.Native(ctx, s.db, func(c *pgx.Conn) error {
-		return summaryNative(ctx, c, acc, userID, bounds, labels)
+		return summaryNative(ctx, c, acc, userID, bounds, labels, database.StatementMode)
 	})
 	if errors.Is(err, database.ErrNotNative) {
 		err = s.summarySQLite(ctx, acc, userID, bounds, labels)
@@ -368,7 +369,9 @@ var summaryPostgres = `WITH m AS MATERIALIZED (
   FROM moods WHERE user_id = $1 AND recorded_at >= $4 AND recorded_at < $5
 )` + fmt.Sprintf(summaryTail, `COLLATE "C"`, "SELECT m.b, x.tag FROM m CROSS JOIN LATERAL jsonb_array_elements_text(m.tags) AS x(tag)") + strconv.Itoa(MaxTopTags)
 
-func summaryNative(ctx context.Context, c *pgx.Conn, acc []summaryRow, userID uuid.UUID, bounds []time.Time, labels []int) (err error) {
+// summaryNative runs summaryPostgres in mode: database.StatementMode, or
+// the simple protocol bun would use, to compare them.
+func summaryNative(ctx context.Context, c *pgx.Conn, acc []summaryRow, userID uuid.UUID, bounds []time.Time, labels []int, mode pgx.QueryExecMode) (err error) {
 	ctx, end := tracing.Query(ctx, "postgresql", "SELECT", "moods")
 	defer func() { end(err) }()
 	// Postgres arrays count from 1: label i+1 is bucket index i+1 - 1.
@@ -376,8 +379,8 @@ func summaryNative(ctx context.Context, c *pgx.Conn, acc []summaryRow, userID uu
 	for i, l := range labels {
 		one[i] = int32(l + 1)
 	}
-	rows, err := c.Query(ctx, summaryPostgres, database.StatementMode,
-		[16]byte(userID), bounds, one, bounds[0], bounds[len(bounds)-1])
+	rows, err := c.Query(ctx, summaryPostgres, mode,
+		pgtype.UUID{Bytes: userID, Valid: true}, bounds, one, bounds[0], bounds[len(bounds)-1])
 	if err != nil {
 		return err
 	}

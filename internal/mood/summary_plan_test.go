@@ -12,7 +12,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/uptrace/bun"
+
 	"github.com/soulapp/soul/internal/database"
+	"github.com/soulapp/soul/internal/testservices"
+	"github.com/soulapp/soul/migrations"
 )
 
 // The summary reads one range of moods_user_recorded_idx on Postgres, with
@@ -34,35 +38,8 @@ func TestSummaryQueryPlan(t *testing.T) {
 		rows = n
 	}
 	ctx := context.Background()
-	db := migratedPostgres(t)
-	perUser := 1000
-	users := max(rows/perUser, 10)
-	if _, err := db.ExecContext(ctx, `
-		INSERT INTO users (id, phone, created_at)
-		SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(u), 12, '0'))::uuid, '+4474004' || lpad(u::text, 5, '0'), now()
-		FROM generate_series(1, ?) AS u`, users); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	const chunk = 100_000
-	for lo := 0; lo < perUser*users; lo += chunk {
-		hi := min(lo+chunk, perUser*users)
-		if _, err := db.ExecContext(ctx, `
-			INSERT INTO moods (id, user_id, score, tags, recorded_at, created_at, updated_at)
-			SELECT gen_random_uuid(),
-			       ('00000000-0000-4000-8000-' || lpad(to_hex(1 + i % ?), 12, '0'))::uuid,
-			       1 + i % 10,
-			       (ARRAY['[]', '["work"]', '["sleep","work"]', '["family","sleep","sport"]'])[1 + (i / ?) % 4]::jsonb,
-			       timestamptz '2026-12-01 00:00:00+00' - (i / ?) * interval '526 minutes',
-			       now(), now()
-			FROM generate_series(?, ? - 1) AS i`, users, users, users, lo, hi); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := db.ExecContext(ctx, "VACUUM ANALYZE moods"); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%d moods of %d users inserted and analyzed in %v", perUser*users, users, time.Since(start).Round(time.Millisecond))
+	db := migratedPostgresTB(t)
+	fillYears(t, db, rows)
 
 	user := uuid.MustParse("00000000-0000-4000-8000-000000000001")
 	q, err := ParseSummaryQuery(url.Values{"from": {"2025-12-01T00:00:00Z"}, "to": {"2026-12-01T00:00:00Z"}, "tz": {"Europe/London"}})
@@ -134,6 +111,91 @@ func TestSummaryQueryPlan(t *testing.T) {
 	}
 	if n < 900 || tagged < 300 {
 		t.Fatalf("the summary counted %d moods of the year, %d top tags", n, tagged)
+	}
+}
+
+// fillYears fills moods with users of a year of moods each (1,000, one
+// every 8 h 46 min, up to 1 December 2026, tags varied), rows in all.
+func fillYears(t testing.TB, db *bun.DB, rows int) {
+	t.Helper()
+	ctx := context.Background()
+	perUser := 1000
+	users := max(rows/perUser, 10)
+	if _, err := db.ExecContext(ctx, `
+		INSERT INTO users (id, phone, created_at)
+		SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(u), 12, '0'))::uuid, '+4474004' || lpad(u::text, 5, '0'), now()
+		FROM generate_series(1, ?) AS u`, users); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	const chunk = 100_000
+	for lo := 0; lo < perUser*users; lo += chunk {
+		hi := min(lo+chunk, perUser*users)
+		if _, err := db.ExecContext(ctx, `
+			INSERT INTO moods (id, user_id, score, tags, recorded_at, created_at, updated_at)
+			SELECT gen_random_uuid(),
+			       ('00000000-0000-4000-8000-' || lpad(to_hex(1 + i % ?), 12, '0'))::uuid,
+			       1 + i % 10,
+			       (ARRAY['[]', '["work"]', '["sleep","work"]', '["family","sleep","sport"]'])[1 + (i / ?) % 4]::jsonb,
+			       timestamptz '2026-12-01 00:00:00+00' - (i / ?) * interval '526 minutes',
+			       now(), now()
+			FROM generate_series(?, ? - 1) AS i`, users, users, users, lo, hi); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, "VACUUM ANALYZE moods"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d moods of %d users inserted and analyzed in %v", perUser*users, users, time.Since(start).Round(time.Millisecond))
+
+}
+
+// migratedPostgresTB is migratedPostgres for a benchmark too.
+func migratedPostgresTB(tb testing.TB) *bun.DB {
+	tb.Helper()
+	ctx := context.Background()
+	db, _, err := database.Open(ctx, database.Config{URL: testservices.NewDatabase(tb)}, 10*time.Second)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	r, err := migrations.New(db)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := r.Up(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	return db
+}
+
+// BenchmarkSummaryPostgres: a year of day buckets for one user of 20, by
+// the prepared statement (database.StatementMode) and by the simple
+// protocol bun uses, values in the text.
+func BenchmarkSummaryPostgres(b *testing.B) {
+	ctx := context.Background()
+	db := migratedPostgresTB(b)
+	fillYears(b, db, 20_000)
+	q, err := ParseSummaryQuery(url.Values{"from": {"2025-12-01T00:00:00Z"}, "to": {"2026-12-01T00:00:00Z"}, "tz": {"Europe/London"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	user := uuid.MustParse("00000000-0000-4000-8000-000000000001")
+	for _, mode := range []struct {
+		name string
+		mode pgx.QueryExecMode
+	}{{"prepared", database.StatementMode}, {"simple", pgx.QueryExecModeSimpleProtocol}} {
+		b.Run(mode.name, func(b *testing.B) {
+			for b.Loop() {
+				bounds, labels, dates := segments(q.From, q.To, q.Location, q.Bucket)
+				acc := make([]summaryRow, len(dates))
+				if err := database.Native(ctx, db, func(c *pgx.Conn) error {
+					return summaryNative(ctx, c, acc, user, bounds, labels, mode.mode)
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
