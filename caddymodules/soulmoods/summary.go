@@ -34,5 +34,9 @@ func (h *Handler) summary(w http.ResponseWriter, r *http.Request, userID uuid.UU
 	if err != nil {
 		return h.storeError(err)
 	}
-	return httpapi.WriteJSON(w, http.StatusOK, s)
+	buf := mood.ListBuffer()
+	*buf = s.AppendJSON(*buf)
+	httpapi.WriteJSONBody(w, http.StatusOK, *buf)
+	mood.PutListBuffer(buf)
+	return nil
 }

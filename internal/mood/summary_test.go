@@ -2,6 +2,7 @@ package mood
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -272,6 +273,9 @@ func TestSummaryMatchesGo(t *testing.T) {
 						if len(got.Buckets) > 0 {
 							nonEmpty++
 						}
+						if js, _ := json.Marshal(got); string(got.AppendJSON(nil)) != string(js) {
+							t.Fatalf("AppendJSON\n%s\nencoding/json\n%s", got.AppendJSON(nil), js)
+						}
 					}
 				}
 			}
@@ -279,6 +283,28 @@ func TestSummaryMatchesGo(t *testing.T) {
 				t.Fatalf("only %d non-empty summaries compared", nonEmpty)
 			}
 		})
+	}
+}
+
+// AppendJSON writes what encoding/json writes, escapes and floats included.
+func TestSummaryAppendJSON(t *testing.T) {
+	t.Parallel()
+	s := Summary{From: time.Date(2026, 1, 1, 0, 0, 0, 123000, time.UTC), To: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC),
+		Bucket: BucketMonth, Zone: "Etc/GMT+5", Buckets: []SummaryBucket{
+			{Date: "2026-01-01", Count: 3, Mean: 19.0 / 3, Min: 1, Max: 10, TopTags: []TagCount{{`<b>&"x"\`, 2}, {"é\u2028", 1}, {"🙂", 1}}},
+			{Date: "2026-02-01", Count: 1, Mean: 7, Min: 7, Max: 7, TopTags: []TagCount{}},
+			{Date: "2026-03-01", Count: 7, Mean: 1e-7, Min: 1, Max: 1, TopTags: []TagCount{}},
+		}}
+	js, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.AppendJSON(nil); string(got) != string(js) {
+		t.Fatalf("AppendJSON\n%s\nencoding/json\n%s", got, js)
+	}
+	empty := Summary{Bucket: BucketDay, Zone: "UTC", Buckets: []SummaryBucket{}, From: s.From, To: s.To}
+	if js, _ := json.Marshal(empty); string(empty.AppendJSON(nil)) != string(js) {
+		t.Fatalf("empty: %s, want %s", empty.AppendJSON(nil), js)
 	}
 }
 
