@@ -338,7 +338,8 @@ func bucketNext(first time.Time, unit Bucket) time.Time {
 // Summary counts userID's moods of q.From <= recorded_at < q.To per bucket
 // of q's zone: count, mean, min and max score and the top tags. The
 // database does the grouping, reading the range from moods_user_recorded_idx
-// once; only one row per bucket and per top tag comes back. Both databases
+// (Postgres as one range, SQLite as one range per span); only one row per
+// bucket and per top tag comes back. Both databases
 // get the same span boundaries (see segments) and return integer sums, so
 // they answer the same numbers.
 func (s *Store) Summary(ctx context.Context, userID uuid.UUID, q SummaryQuery) (Summary, error) {
@@ -398,9 +399,10 @@ func (r *summaryRow) add(n, sum, lo, hi int64, tag *string) {
 	r.count, r.sum, r.min, r.max = n, sum, lo, hi
 }
 
-// summaryTail finishes both statements: m holds each mood of the range as
-// (bucket, score, tags), and the second verb is the expansion of its tags into (b, tag)
-// rows; a bucket's figures come back with a NULL tag, its top tags with
+// summaryTail finishes both statements. m holds each mood of the range as
+// (b, score, tags), b its bucket's index; the first verb is the tags'
+// collation, the second the query expanding m's tags into (b, tag) rows.
+// A bucket's figures come back with a NULL tag, each of its top tags with
 // NULL figures. Ties are broken in byte order of the tag (COLLATE "C" on
 // Postgres, SQLite's BINARY), as Go compares strings.
 const summaryTail = `, s AS (
