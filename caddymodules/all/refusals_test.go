@@ -75,6 +75,10 @@ var refused = []exchange{
 	{name: "sign-in, 5 digits", method: "POST", path: "/api/auth/verify-otp", body: `{"phone":"+447400123456","code":"12345"}`, field: "code", docSays: "/code"},
 	{name: "sign-in, not digits", method: "POST", path: "/api/auth/verify-otp", body: `{"phone":"+447400123456","code":"12345a"}`, field: "code", docSays: "/code"},
 	{name: "refresh, empty token", method: "POST", path: "/api/auth/refresh", body: `{"refresh_token":""}`, field: "refresh_token", docSays: "/refresh_token"},
+	{name: "summary, no from", method: "GET", path: "/api/moods/summary?to=2026-02-01T00:00:00Z", field: "from", docSays: `"from"`},
+	{name: "summary, bucket year", method: "GET", path: "/api/moods/summary?" + summaryRange + "&bucket=year", field: "bucket", docSays: `"bucket"`},
+	{name: "summary, tz a path", method: "GET", path: "/api/moods/summary?" + summaryRange + "&tz=../UTC", field: "tz", docSays: `"tz"`},
+	{name: "summary, tz too long", method: "GET", path: "/api/moods/summary?" + summaryRange + "&tz=" + strings.Repeat("A", 65), field: "tz", docSays: `"tz"`},
 }
 
 // accepted are requests near those limits that the server accepts; the
@@ -90,7 +94,12 @@ var accepted = []exchange{
 	{name: "patch, tags trimmed", method: "PATCH", path: "/api/moods/{mood}", body: `{"tags":[" Walk "],"label":null}`, status: 200},
 	{name: "code request, 00 and formatting", method: "POST", path: "/api/auth/otp/request", body: `{"phone":" 0044 (7400) 100-901 "}`, status: 200},
 	{name: "code request, dots", method: "POST", path: "/api/auth/otp/request", body: `{"phone":"+44.7400.100902"}`, status: 200},
+	{name: "summary, a zone with + and digits", method: "GET", path: "/api/moods/summary?" + summaryRange + "&tz=Etc/GMT%2B5&bucket=month", status: 200},
+	{name: "summary, three levels", method: "GET", path: "/api/moods/summary?" + summaryRange + "&tz=America/Argentina/Buenos_Aires", status: 200},
 }
+
+// summaryRange is a valid range of GET /api/moods/summary.
+const summaryRange = "from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z"
 
 // request builds an exchange's request to base; token, when set, is the
 // bearer of the routes that need one.

@@ -76,6 +76,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		}
 		return httpapi.MethodNotAllowed(http.MethodGet, http.MethodPost)
 	}
+	if r.URL.Path == PathSummary {
+		return h.serveSummary(w, r)
+	}
 	rawID, ok := strings.CutPrefix(r.URL.Path, PathMoods+"/")
 	if !ok || rawID == "" || strings.Contains(rawID, "/") {
 		return httpapi.NotFound()

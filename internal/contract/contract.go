@@ -233,14 +233,22 @@ func (c *Checker) undocumented(resp *http.Response, body []byte, status int, all
 // methods lists the documented methods of the path item a request path
 // matches, sorted.
 func (c *Checker) methods(path string) []string {
+	ops := func(item *openapi3.PathItem) []string {
+		var ms []string
+		for m := range item.Operations() {
+			ms = append(ms, strings.ToUpper(m))
+		}
+		sort.Strings(ms)
+		return ms
+	}
+	// A literal path comes before a template it also matches, as OpenAPI
+	// says: /api/moods/summary is not /api/moods/{id}.
+	if item := c.doc.Paths.Value(path); item != nil {
+		return ops(item)
+	}
 	for template, item := range c.doc.Paths.Map() {
 		if matchTemplate(template, path) {
-			var ms []string
-			for m := range item.Operations() {
-				ms = append(ms, strings.ToUpper(m))
-			}
-			sort.Strings(ms)
-			return ms
+			return ops(item)
 		}
 	}
 	return nil

@@ -69,6 +69,8 @@ func main() {
 	flag.IntVar(&cfg.concurrency, "concurrency", 32, "workers of the closed loop")
 	flag.IntVar(&cfg.users, "users", 16, "users signed in for the mood routes")
 	flag.IntVar(&cfg.moods, "moods", 100, "moods seeded for each user, in SOUL and in PocketBase (at least 20, a full page)")
+	flag.IntVar(&cfg.yearUsers, "year-users", 4, "users seeded with a year of moods for the summary scenario")
+	flag.IntVar(&cfg.yearMoods, "year-moods", 1000, "moods of each -year-users user, spread evenly over the last year")
 	flag.StringVar(&cfg.pocketbase, "pocketbase", "bench/pocketbase", "the PocketBase module to build and compare GET /api/moods with; empty: none")
 	flag.Parse()
 	if err := run(cfg); err != nil {
@@ -81,6 +83,7 @@ type config struct {
 	binary, caddyfile, out, png, cpuProfile, allocProfile, pocketbase, scenarios string
 	duration, warmup                                                             time.Duration
 	concurrency, users, moods                                                    int
+	yearUsers, yearMoods                                                         int
 }
 
 // Result is one scenario's figures; results.json holds a list of them.
@@ -225,6 +228,37 @@ func run(cfg config) error {
 		return fmt.Errorf("GET /api/moods does not list %d moods: %d %v", listPage, st, err)
 	}
 
+	// Users with a year of moods (a heavy user's journal: several a day),
+	// for the chart of GET /api/moods/summary.
+	fmt.Fprintf(os.Stderr, "soulbench: signing in %d users with a year of %d moods each\n", cfg.yearUsers, cfg.yearMoods)
+	yearTokens := make([]string, cfg.yearUsers)
+	yearEnd := time.Now().UTC().Add(-time.Minute)
+	yearStep := 365 * 24 * time.Hour / time.Duration(max(cfg.yearMoods, 1))
+	yearTags := []string{`[]`, `["work"]`, `["sleep","work"]`, `["family","sleep","sport"]`, `["walk"]`}
+	for i := range yearTokens {
+		tok, err := signIn(client, srv.Base, phone(phones.Add(1)))
+		if err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+		yearTokens[i] = tok
+		for j := range cfg.yearMoods {
+			at := yearEnd.Add(-time.Duration(j) * yearStep).Format(time.RFC3339Nano)
+			body := fmt.Sprintf(`{"score":%d,"tags":%s,"recorded_at":%q}`, (j*7)%10+1, yearTags[j%len(yearTags)], at)
+			if st, b, err := send(client, http.MethodPost, srv.Base+"/api/moods", tok, body); err != nil || st != http.StatusCreated {
+				return fmt.Errorf("seed a year of moods: %d %s %v", st, b, err)
+			}
+		}
+	}
+	summaryQuery := url.Values{
+		"from":   {yearEnd.Add(-365 * 24 * time.Hour).Format(time.RFC3339)},
+		"to":     {yearEnd.Add(time.Minute).Format(time.RFC3339)},
+		"bucket": {"day"},
+		"tz":     {"Europe/London"},
+	}
+	summary := summaryRequests(min(cfg.yearMoods, 365), perUser(yearTokens, vegeta.Target{
+		Method: http.MethodGet, URL: srv.Base + "/api/moods/summary?" + summaryQuery.Encode(),
+	})...)
+
 	get := func(base, path string) newLoad {
 		return requests(http.StatusOK, vegeta.Target{Method: http.MethodGet, URL: base + path})
 	}
@@ -277,6 +311,7 @@ func run(cfg config) error {
 		{"GET /api/moods (limits off)", list(srv.nolimit), true},
 		{pocketBaseScenario, nil, false},
 		{"POST /api/moods", postMood, false},
+		{summaryScenario, summary, false},
 		{"otp/request + verify-otp", otpPair, false},
 	}
 	var results []Result
@@ -510,6 +545,28 @@ func listRequests(targets ...vegeta.Target) newLoad {
 			}
 			if n := listItems(r.Body); n != listPage {
 				return 0, true, fmt.Errorf("%s %s: %d items, not %d", r.Method, r.URL, n, listPage)
+			}
+			return r.Latency, true, nil
+		}
+	}
+}
+
+// summaryScenario is the chart's request: a year of day buckets.
+const summaryScenario = "GET /api/moods/summary (a year, days)"
+
+// summaryRequests is the summary scenario: each answer must be 200 with at
+// least minBuckets day buckets (a year of moods has one nearly every day).
+func summaryRequests(minBuckets int, targets ...vegeta.Target) newLoad {
+	if minBuckets > 300 {
+		minBuckets = 300
+	}
+	return func() (vegeta.Targeter, judge) {
+		return vegeta.NewStaticTargeter(targets...), func(r *vegeta.Result) (time.Duration, bool, error) {
+			if err := answered(r, http.StatusOK); err != nil {
+				return 0, true, err
+			}
+			if n := bytes.Count(r.Body, []byte(`"date":`)); n < minBuckets {
+				return 0, true, fmt.Errorf("%s %s: %d buckets, not at least %d", r.Method, r.URL, n, minBuckets)
 			}
 			return r.Latency, true, nil
 		}
