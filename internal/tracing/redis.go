@@ -20,6 +20,10 @@ type tracedRedis struct{ rueidis.Client }
 var redisSystem = attribute.String("db.system.name", "redis")
 
 func (c tracedRedis) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	// Checked before building the span's options, which allocate.
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return c.Client.Do(ctx, cmd)
+	}
 	ctx, span, ok := start(ctx, commandName(cmd.Commands()), trace.WithAttributes(redisSystem))
 	res := c.Client.Do(ctx, cmd)
 	if ok {
@@ -29,6 +33,9 @@ func (c tracedRedis) Do(ctx context.Context, cmd rueidis.Completed) rueidis.Redi
 }
 
 func (c tracedRedis) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return c.Client.DoMulti(ctx, cmds...)
+	}
 	name := "pipeline"
 	if len(cmds) == 1 {
 		name = commandName(cmds[0].Commands())
