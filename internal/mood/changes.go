@@ -1,0 +1,129 @@
+package mood
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Change is one entry of the change feed: a mood as it is now (created or
+// updated since the cursor), or the tombstone of a deleted one.
+type Change struct {
+	// Mood is set for a created or updated mood.
+	Mood *Mood
+	// Deleted, with ID and DeletedAt, is a tombstone.
+	Deleted   bool
+	ID        uuid.UUID
+	DeletedAt time.Time
+	Seq       int64
+}
+
+// ChangesPage is a page of the feed.
+type ChangesPage struct {
+	Changes []Change
+	// Next is the position after the page: the cursor of its last change,
+	// or the one the page started from when it is empty.
+	Next SyncCursor
+	// More: another page follows at once.
+	More bool
+}
+
+// changeRow is a row of the feed's UNION: a mood's columns, or NULLs and
+// deleted_at for a tombstone.
+type changeRow struct {
+	ID         uuid.UUID  `bun:"id,type:uuid"`
+	ChangeSeq  int64      `bun:"change_seq"`
+	Deleted    int        `bun:"deleted"`
+	DeletedAt  *time.Time `bun:"deleted_at"`
+	Score      *int       `bun:"score"`
+	Label      *string    `bun:"label"`
+	Note       *string    `bun:"note"`
+	Tags       []string   `bun:"tags"`
+	RecordedAt *time.Time `bun:"recorded_at"`
+	CreatedAt  *time.Time `bun:"created_at"`
+	UpdatedAt  *time.Time `bun:"updated_at"`
+	Version    *int64     `bun:"version"`
+}
+
+// changesSQL is the feed: the moods and the tombstones of a user after
+// (seq, id), in (change_seq, id) order. It is one statement, so one
+// snapshot on Postgres: two statements could each miss a change the other
+// saw committed between them. Each side reads its (user_id, change_seq,
+// id) index as one range, limit+1 rows at most.
+const changesSQL = `SELECT * FROM (
+	SELECT id, change_seq, 0 AS deleted, NULL AS deleted_at, score, label, note, tags,
+		recorded_at, created_at, updated_at, version
+	FROM moods WHERE user_id = ? AND (change_seq, id) > (?, ?)
+	ORDER BY change_seq, id LIMIT ?) AS m
+UNION ALL
+SELECT * FROM (
+	SELECT id, change_seq, 1 AS deleted, deleted_at, NULL, NULL, NULL, NULL,
+		NULL, NULL, NULL, NULL
+	FROM mood_tombstones WHERE user_id = ? AND (change_seq, id) > (?, ?)
+	ORDER BY change_seq, id LIMIT ?) AS t
+ORDER BY change_seq, id LIMIT ?`
+
+// Changes returns the page of userID's change feed after since (nil: from
+// the beginning, every mood there is), at most limit changes. Moods
+// written before the feed existed have number 0 and come first. A since
+// below the highest tombstone number the retention sweep deleted is
+// ErrSyncCursorExpired: a deletion after it may be gone.
+func (s *Store) Changes(ctx context.Context, userID uuid.UUID, since *SyncCursor, limit int) (ChangesPage, error) {
+	if limit < 1 || limit > MaxLimit {
+		limit = DefaultLimit
+	}
+	after := SyncCursor{Seq: -1}
+	if since != nil {
+		after = *since
+	}
+	var rows []changeRow
+	err := s.db.NewRaw(changesSQL,
+		userID, after.Seq, after.ID, limit+1,
+		userID, after.Seq, after.ID, limit+1,
+		limit+1).Scan(ctx, &rows)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return ChangesPage{}, fmt.Errorf("mood: reading the change feed: %w", err)
+	}
+	// The sweep raises purged_seq before it deletes, so reading it after
+	// the feed sees any sweep whose deletions the feed already missed.
+	if since != nil {
+		var purged int64
+		err := s.db.NewRaw("SELECT purged_seq FROM mood_sync WHERE user_id = ?", userID).Scan(ctx, &purged)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return ChangesPage{}, fmt.Errorf("mood: reading the feed's swept number: %w", err)
+		}
+		if since.Seq < purged {
+			return ChangesPage{}, ErrSyncCursorExpired
+		}
+	}
+	page := ChangesPage{Next: SyncCursor{Seq: after.Seq, ID: after.ID}}
+	if len(rows) > limit {
+		rows, page.More = rows[:limit], true
+	}
+	page.Changes = make([]Change, len(rows))
+	for i, r := range rows {
+		c := Change{ID: r.ID, Seq: r.ChangeSeq}
+		if r.Deleted != 0 {
+			c.Deleted = true
+			if r.DeletedAt != nil {
+				c.DeletedAt = r.DeletedAt.UTC()
+			}
+		} else {
+			m := Mood{ID: r.ID, UserID: userID, Label: r.Label, Note: r.Note, Tags: r.Tags, ChangeSeq: r.ChangeSeq}
+			if r.Score == nil || r.RecordedAt == nil || r.CreatedAt == nil || r.UpdatedAt == nil || r.Version == nil {
+				return ChangesPage{}, fmt.Errorf("mood: change feed row of mood %s has NULLs", r.ID)
+			}
+			m.Score, m.Version = *r.Score, *r.Version
+			m.RecordedAt, m.CreatedAt, m.UpdatedAt = *r.RecordedAt, *r.CreatedAt, *r.UpdatedAt
+			m.normalize()
+			c.Mood = &m
+		}
+		page.Changes[i] = c
+		page.Next = SyncCursor{Seq: r.ChangeSeq, ID: r.ID}
+	}
+	return page, nil
+}
