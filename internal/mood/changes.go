@@ -53,16 +53,19 @@ type changeRow struct {
 // (seq, id), in (change_seq, id) order. It is one statement, so one
 // snapshot on Postgres: two statements could each miss a change the other
 // saw committed between them. Each side reads its (user_id, change_seq,
-// id) index as one range, limit+1 rows at most.
+// id) index as one range, limit+1 rows at most. The NULLs are typed for
+// Postgres, which types a UNION's columns from them; SQLite's CAST of NULL
+// is NULL whatever the type's name.
 const changesSQL = `SELECT * FROM (
-	SELECT id, change_seq, 0 AS deleted, NULL AS deleted_at, score, label, note, tags,
+	SELECT id, change_seq, 0 AS deleted, CAST(NULL AS timestamptz) AS deleted_at, score, label, note, tags,
 		recorded_at, created_at, updated_at, version
 	FROM moods WHERE user_id = ? AND (change_seq, id) > (?, ?)
 	ORDER BY change_seq, id LIMIT ?) AS m
 UNION ALL
 SELECT * FROM (
-	SELECT id, change_seq, 1 AS deleted, deleted_at, NULL, NULL, NULL, NULL,
-		NULL, NULL, NULL, NULL
+	SELECT id, change_seq, 1 AS deleted, deleted_at, CAST(NULL AS smallint), CAST(NULL AS text),
+		CAST(NULL AS text), CAST(NULL AS jsonb), CAST(NULL AS timestamptz), CAST(NULL AS timestamptz),
+		CAST(NULL AS timestamptz), CAST(NULL AS bigint)
 	FROM mood_tombstones WHERE user_id = ? AND (change_seq, id) > (?, ?)
 	ORDER BY change_seq, id LIMIT ?) AS t
 ORDER BY change_seq, id LIMIT ?`

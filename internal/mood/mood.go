@@ -51,10 +51,10 @@ type Mood struct {
 type Tombstone struct {
 	bun.BaseModel `bun:"table:mood_tombstones"`
 
-	UserID    uuid.UUID `bun:"user_id,pk,type:uuid"`
-	ID        uuid.UUID `bun:"id,pk,type:uuid"`
-	ChangeSeq int64     `bun:"change_seq,notnull"`
-	DeletedAt time.Time `bun:"deleted_at,notnull"`
+	UserID    uuid.UUID `bun:"user_id,pk,type:uuid" json:"-"`
+	ID        uuid.UUID `bun:"id,pk,type:uuid" json:"id"`
+	ChangeSeq int64     `bun:"change_seq,notnull" json:"-"`
+	DeletedAt time.Time `bun:"deleted_at,notnull" json:"deleted_at"`
 }
 
 // DefaultTombstoneRetention is how long a deleted mood's tombstone is

@@ -34,7 +34,7 @@ const (
 )
 
 // Kinds lists every kind of row a sweep deletes, in sweep order.
-var Kinds = []string{Sessions, OTPChallenges, IdempotencyKeys}
+var Kinds = []string{Sessions, OTPChallenges, IdempotencyKeys, MoodTombstones}
 
 // Defaults of Options.
 const (
