@@ -231,16 +231,23 @@ func (c *Checker) undocumented(resp *http.Response, body []byte, status int, all
 }
 
 // methods lists the documented methods of the path item a request path
-// matches, sorted.
+// matches, sorted. A path without parameters is matched before any
+// template, as OpenAPI says (/api/moods/changes before /api/moods/{id}).
 func (c *Checker) methods(path string) []string {
+	list := func(item *openapi3.PathItem) []string {
+		var ms []string
+		for m := range item.Operations() {
+			ms = append(ms, strings.ToUpper(m))
+		}
+		sort.Strings(ms)
+		return ms
+	}
+	if item := c.doc.Paths.Value(path); item != nil {
+		return list(item)
+	}
 	for template, item := range c.doc.Paths.Map() {
 		if matchTemplate(template, path) {
-			var ms []string
-			for m := range item.Operations() {
-				ms = append(ms, strings.ToUpper(m))
-			}
-			sort.Strings(ms)
-			return ms
+			return list(item)
 		}
 	}
 	return nil
