@@ -101,6 +101,12 @@ func TestETagsAndConditionalRequests(t *testing.T) {
 func TestChangesFeed(t *testing.T) {
 	forEachDatabase(t, func(t *testing.T, s *soultest.Server) {
 		u := signIn(t, s)
+		// A first sync of an empty journal: nothing, and a cursor from
+		// which everything later comes.
+		empty := u.changes("", 2)
+		if len(empty.Changes) != 0 || empty.HasMore || empty.NextCursor == "" {
+			t.Fatalf("empty journal %+v", empty)
+		}
 		a := u.create(map[string]any{"score": 1})
 		b := u.create(map[string]any{"score": 2})
 		c := u.create(map[string]any{"score": 3})
@@ -115,6 +121,9 @@ func TestChangesFeed(t *testing.T) {
 		p2 := u.changes(p.NextCursor, 2)
 		if len(p2.Changes) != 1 || p2.HasMore || p2.Changes[0].ID != b.ID || !p2.Changes[0].Deleted || p2.Changes[0].DeletedAt.IsZero() {
 			t.Fatalf("second page %+v", p2)
+		}
+		if all := u.changes(empty.NextCursor, 10); len(all.Changes) != 3 {
+			t.Errorf("from the empty journal's cursor: %+v", all)
 		}
 		// Caught up: nothing, and a cursor that still works.
 		p3 := u.changes(p2.NextCursor, 2)

@@ -79,7 +79,9 @@ func (s *Store) Changes(ctx context.Context, userID uuid.UUID, since *SyncCursor
 	if limit < 1 || limit > MaxLimit {
 		limit = DefaultLimit
 	}
-	after := SyncCursor{Seq: -1}
+	// The beginning is (0, the nil id): before every mood, those of number
+	// 0 included, since no mood has the nil id.
+	after := SyncCursor{}
 	if since != nil {
 		after = *since
 	}
