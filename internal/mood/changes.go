@@ -5,9 +5,15 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/soulapp/soul/internal/database"
+	"github.com/soulapp/soul/internal/tracing"
 )
 
 // Change is one entry of the change feed: a mood as it is now (created or
@@ -85,25 +91,21 @@ func (s *Store) Changes(ctx context.Context, userID uuid.UUID, since *SyncCursor
 	if since != nil {
 		after = *since
 	}
-	var rows []changeRow
-	err := s.db.NewRaw(changesSQL,
-		userID, after.Seq, after.ID, limit+1,
-		userID, after.Seq, after.ID, limit+1,
-		limit+1).Scan(ctx, &rows)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return ChangesPage{}, fmt.Errorf("mood: reading the change feed: %w", err)
+	var (
+		rows   []changeRow
+		purged int64
+	)
+	err := database.Native(ctx, s.db, func(c *pgx.Conn) error {
+		return changesNative(ctx, c, &rows, &purged, userID, after, since != nil, limit)
+	})
+	if errors.Is(err, database.ErrNotNative) {
+		err = s.changesBun(ctx, &rows, &purged, userID, after, since != nil, limit)
 	}
-	// The sweep raises purged_seq before it deletes, so reading it after
-	// the feed sees any sweep whose deletions the feed already missed.
-	if since != nil {
-		var purged int64
-		err := s.db.NewRaw("SELECT purged_seq FROM mood_sync WHERE user_id = ?", userID).Scan(ctx, &purged)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return ChangesPage{}, fmt.Errorf("mood: reading the feed's swept number: %w", err)
-		}
-		if since.Seq < purged {
-			return ChangesPage{}, ErrSyncCursorExpired
-		}
+	if err != nil {
+		return ChangesPage{}, err
+	}
+	if since != nil && since.Seq < purged {
+		return ChangesPage{}, ErrSyncCursorExpired
 	}
 	page := ChangesPage{Next: SyncCursor{Seq: after.Seq, ID: after.ID}}
 	if len(rows) > limit {
@@ -131,4 +133,88 @@ func (s *Store) Changes(ctx context.Context, userID uuid.UUID, since *SyncCursor
 		page.Next = SyncCursor{Seq: r.ChangeSeq, ID: r.ID}
 	}
 	return page, nil
+}
+
+// changesBun reads the feed's rows and, with checkPurged, the user's
+// purged_seq, through bun (SQLite). The sweep raises purged_seq before it
+// deletes, so reading it after the feed sees any sweep whose deletions
+// the feed already missed.
+func (s *Store) changesBun(ctx context.Context, rows *[]changeRow, purged *int64, userID uuid.UUID, after SyncCursor, checkPurged bool, limit int) error {
+	err := s.db.NewRaw(changesSQL,
+		userID, after.Seq, after.ID, limit+1,
+		userID, after.Seq, after.ID, limit+1,
+		limit+1).Scan(ctx, rows)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("mood: reading the change feed: %w", err)
+	}
+	if !checkPurged {
+		return nil
+	}
+	err = s.db.NewRaw("SELECT purged_seq FROM mood_sync WHERE user_id = ?", userID).Scan(ctx, purged)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("mood: reading the feed's swept number: %w", err)
+	}
+	return nil
+}
+
+// changesNativeSQL is changesSQL with Postgres's placeholders, prepared
+// once per connection (database.StatementMode) with binary results, as
+// the list is: bun's text protocol had Postgres parse and plan the UNION
+// on every request.
+var changesNativeSQL = func() string {
+	var b strings.Builder
+	n := 0
+	for _, r := range changesSQL {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}()
+
+// changesNative is changesBun on Postgres through pgx, on one connection,
+// the feed first.
+func changesNative(ctx context.Context, c *pgx.Conn, dst *[]changeRow, purged *int64, userID uuid.UUID, after SyncCursor, checkPurged bool, limit int) (err error) {
+	ctx, end := tracing.Query(ctx, "postgresql", "SELECT", "moods")
+	defer func() { end(err) }()
+	uid, aid, n := [16]byte(userID), [16]byte(after.ID), int64(limit+1)
+	rows, err := c.Query(ctx, changesNativeSQL, database.StatementMode, uid, after.Seq, aid, n, uid, after.Seq, aid, n, n)
+	if err != nil {
+		return fmt.Errorf("mood: reading the change feed: %w", err)
+	}
+	for rows.Next() {
+		var (
+			r       changeRow
+			deleted int32
+			tags    []byte
+		)
+		if err := rows.Scan((*[16]byte)(&r.ID), &r.ChangeSeq, &deleted, &r.DeletedAt, &r.Score, &r.Label, &r.Note,
+			&tags, &r.RecordedAt, &r.CreatedAt, &r.UpdatedAt, &r.Version); err != nil {
+			rows.Close()
+			return fmt.Errorf("mood: reading the change feed: %w", err)
+		}
+		r.Deleted = int(deleted)
+		if tags != nil {
+			if r.Tags, err = decodeTags(tags); err != nil {
+				rows.Close()
+				return fmt.Errorf("mood: change feed tags: %w", err)
+			}
+		}
+		*dst = append(*dst, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("mood: reading the change feed: %w", err)
+	}
+	if !checkPurged {
+		return nil
+	}
+	err = c.QueryRow(ctx, "SELECT purged_seq FROM mood_sync WHERE user_id = $1", database.StatementMode, uid).Scan(purged)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("mood: reading the feed's swept number: %w", err)
+	}
+	return nil
 }
