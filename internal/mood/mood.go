@@ -1,7 +1,8 @@
-// Package mood is the mood journal: the Mood model (it owns the moods and
-// idempotency_keys tables), the rules a mood's fields follow, the opaque
-// cursor of the newest-first list and the queries of the Store. It knows
-// nothing of HTTP or Caddy.
+// Package mood is the mood journal: the Mood model (it owns the moods,
+// idempotency_keys, mood_tombstones and mood_sync tables), the rules a
+// mood's fields follow, the opaque cursor of the newest-first list, the
+// change feed of offline sync with its signed cursor, entity tags, and
+// the queries of the Store. It knows nothing of HTTP or Caddy.
 package mood
 
 import (
