@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -91,6 +92,18 @@ func TestETagsAndConditionalRequests(t *testing.T) {
 		soultest.WantStatus(t, u.do(http.MethodDelete, path, nil, "If-Match", `"3"`), http.StatusNoContent)
 		soultest.WantStatus(t, u.do(http.MethodGet, "/api/moods", nil, "If-None-Match", etag), http.StatusOK)
 		soultest.WantProblem(t, u.do(http.MethodDelete, path, nil, "If-Match", `"3"`), http.StatusNotFound, "not_found")
+		// A compressed answer's tag carries the encoding (Caddy's encode
+		// handler); sent back in If-Match it names the same version.
+		long := u.create(map[string]any{"score": 4, "note": strings.Repeat("a long day. ", 100)})
+		resp = u.do(http.MethodGet, "/api/moods/"+long.ID.String(), nil, "Accept-Encoding", "gzip")
+		soultest.WantStatus(t, resp, http.StatusOK)
+		if tag := resp.Header.Get("ETag"); tag != `"1-gzip"` {
+			t.Errorf("compressed answer's ETag %q, want \"1-gzip\"", tag)
+		}
+		soultest.WantStatus(t, u.do(http.MethodGet, "/api/moods/"+long.ID.String(), nil, "Accept-Encoding", "gzip", "If-None-Match", `"1-gzip"`), http.StatusNotModified)
+		soultest.WantStatus(t, u.do(http.MethodPatch, "/api/moods/"+long.ID.String(), `{"score":5}`, "If-Match", `"1-gzip"`), http.StatusOK)
+		soultest.WantProblem(t, u.do(http.MethodPatch, "/api/moods/"+long.ID.String(), `{"score":6}`, "If-Match", `"1-gzip"`), http.StatusPreconditionFailed, "precondition_failed")
+
 		// Another user's mood stays not found, whatever the condition.
 		other := signIn(t, s)
 		n := u.create(map[string]any{"score": 2})

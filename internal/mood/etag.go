@@ -77,17 +77,33 @@ func ParseConditions(values []string) (Conditions, error) {
 }
 
 // MatchStrong is If-Match's test (RFC 9110 13.1.1): true when the header
-// is absent, is `*`, or lists etag as a strong tag.
+// is absent, is `*`, or lists etag as a strong tag. A tag that Caddy's
+// encode handler suffixed (`"3-gzip"`: it makes a compressed answer's
+// strong tag its own, and strips the suffix from If-None-Match but not
+// from If-Match) names the same version.
 func (c Conditions) MatchStrong(etag string) bool {
 	if !c.Present || c.Any {
 		return true
 	}
 	for _, t := range c.Tags {
-		if !t.Weak && t.Opaque == etag {
+		if !t.Weak && (t.Opaque == etag || withoutEncoding(t.Opaque) == etag) {
 			return true
 		}
 	}
 	return false
+}
+
+// contentEncodings are the suffixes Caddy's encode handler appends to a
+// strong ETag, one per encoding it may answer in.
+var contentEncodings = []string{"gzip", "zstd", "br"}
+
+func withoutEncoding(opaque string) string {
+	for _, enc := range contentEncodings {
+		if base, ok := strings.CutSuffix(opaque, "-"+enc+`"`); ok {
+			return base + `"`
+		}
+	}
+	return opaque
 }
 
 // MatchWeak is If-None-Match's test (RFC 9110 13.1.2): true when the

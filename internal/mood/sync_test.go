@@ -68,6 +68,9 @@ func TestParseConditions(t *testing.T) {
 		{`"4"`, false, false},
 		{`"3x"`, false, false},
 		{`"", "3"`, true, true},
+		{`"3-gzip"`, true, false}, // Caddy's encode handler strips it from If-None-Match itself
+		{`"3-zstd"`, true, false},
+		{`"3-deflate"`, false, false},
 	} {
 		c, err := ParseConditions([]string{tc.header})
 		if err != nil {
