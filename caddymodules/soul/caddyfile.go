@@ -37,6 +37,7 @@ func init() {
 //			sentry_dsn                   [<dsn>]
 //			sentry_environment           [<name>]
 //			retention_sweep_interval     [<duration|0>]
+//			sync_tombstone_days          [<1-3650>]
 //		}
 //	}
 //
@@ -106,6 +107,7 @@ func (a *App) set(name, v string) error {
 		"rate_limit_memory_max_keys":  &a.RateLimitMemoryMaxKeys,
 		"rate_limit_ipv6_prefix":      &a.RateLimitIPv6Prefix,
 		"access_token_expire_minutes": &a.AccessTokenExpireMinutes,
+		"sync_tombstone_days":         &a.SyncTombstoneDays,
 	}
 	durations := map[string]*caddy.Duration{
 		"database_connect_timeout": &a.DatabaseConnectTimeout,

@@ -59,7 +59,7 @@ func (s *sweeper) stop() {
 // name phones and sessions, and none of that belongs in a log.
 func (s *sweeper) sweepOnce(ctx context.Context) {
 	started := time.Now()
-	counts, err := retention.Sweep(ctx, s.app.db, started, retention.Options{})
+	counts, err := retention.Sweep(ctx, s.app.db, started, retention.Options{TombstoneRetention: s.app.settings.SyncTombstoneRetention})
 	for kind, n := range counts {
 		if n > 0 {
 			metrics.RetentionDeleted.WithLabelValues(kind).Add(float64(n))
@@ -69,6 +69,7 @@ func (s *sweeper) sweepOnce(ctx context.Context) {
 		zap.Int64(retention.Sessions, counts[retention.Sessions]),
 		zap.Int64(retention.OTPChallenges, counts[retention.OTPChallenges]),
 		zap.Int64(retention.IdempotencyKeys, counts[retention.IdempotencyKeys]),
+		zap.Int64(retention.MoodTombstones, counts[retention.MoodTombstones]),
 		zap.Duration("took", time.Since(started)),
 	}
 	switch {

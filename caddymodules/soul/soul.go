@@ -30,6 +30,7 @@ import (
 	"github.com/soulapp/soul/internal/httpapi"
 	"github.com/soulapp/soul/internal/limiter"
 	"github.com/soulapp/soul/internal/metrics"
+	"github.com/soulapp/soul/internal/mood"
 	"github.com/soulapp/soul/internal/retention"
 	"github.com/soulapp/soul/internal/token"
 	"github.com/soulapp/soul/internal/version"
@@ -103,6 +104,10 @@ type App struct {
 	// records are deleted; 0 turns the sweep off.
 	// RETENTION_SWEEP_INTERVAL; default 10m.
 	RetentionSweepInterval *caddy.Duration `json:"retention_sweep_interval,omitempty"`
+	// How many days the tombstone of a deleted mood is kept for the change
+	// feed, 1–3650: a device offline longer re-downloads.
+	// SYNC_TOMBSTONE_DAYS; default 90.
+	SyncTombstoneDays int `json:"sync_tombstone_days,omitempty"`
 
 	settings Settings
 	sweeper  *sweeper
@@ -136,6 +141,9 @@ type Settings struct {
 	Sentry errorreport.Config
 	// RetentionSweepInterval is 0 when the sweep is off.
 	RetentionSweepInterval time.Duration
+	// SyncTombstoneRetention is how long deleted moods' tombstones are
+	// kept, and so how old a change-feed cursor may be.
+	SyncTombstoneRetention time.Duration
 }
 
 // CaddyModule returns the Caddy module information.
@@ -375,6 +383,7 @@ var rules = map[string]string{
 	"rate_limit_ipv6_prefix":       "RATE_LIMIT_IPV6_PREFIX must be a whole number of bits from 32 to 128, such as 64",
 	"access_token_expire_minutes":  "ACCESS_TOKEN_EXPIRE_MINUTES must be a whole number from 5 to 60",
 	"retention_sweep_interval":     "RETENTION_SWEEP_INTERVAL must be a duration of 1s or more such as 10m, or 0 for off",
+	"sync_tombstone_days":          "SYNC_TOMBSTONE_DAYS must be a whole number of days from 1 to 3650",
 }
 
 // outOfRange lists the typed settings that are set (non-zero) and out of
@@ -399,6 +408,7 @@ func (a *App) outOfRange() []string {
 		d := time.Duration(*a.RetentionSweepInterval)
 		check("retention_sweep_interval", true, d == 0 || d >= time.Second)
 	}
+	check("sync_tombstone_days", a.SyncTombstoneDays != 0, between(a.SyncTombstoneDays, 1, 3650))
 	return bad
 }
 
@@ -474,6 +484,10 @@ func (a *App) resolve() (Settings, error) {
 	s.RetentionSweepInterval = DefaultRetentionSweepInterval
 	if a.RetentionSweepInterval != nil {
 		s.RetentionSweepInterval = time.Duration(*a.RetentionSweepInterval)
+	}
+	s.SyncTombstoneRetention = mood.DefaultTombstoneRetention
+	if a.SyncTombstoneDays != 0 {
+		s.SyncTombstoneRetention = time.Duration(a.SyncTombstoneDays) * 24 * time.Hour
 	}
 
 	if s.Database.URL != "" {

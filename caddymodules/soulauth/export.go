@@ -29,6 +29,8 @@ type Export struct {
 	User       auth.User          `json:"user"`
 	Sessions   []auth.SessionInfo `json:"sessions"`
 	Moods      []mood.Mood        `json:"moods"`
+	// DeletedMoods are the tombstones the change feed keeps, oldest first.
+	DeletedMoods []mood.Tombstone `json:"deleted_moods"`
 }
 
 // export streams the account, its open sessions and every mood, all read
@@ -53,6 +55,8 @@ func (h *Handler) export(w http.ResponseWriter, r *http.Request) error {
 		rc       = http.NewResponseController(w)
 		started  bool
 		n        int
+		deleted  bool // the moods' array is closed, deleted_moods' open
+		nd       int
 	)
 	begin := func() error {
 		started = true
@@ -103,11 +107,34 @@ func (h *Handler) export(w http.ResponseWriter, r *http.Request) error {
 			n++
 		}
 		return flush()
+	}, func(batch []mood.Tombstone) error {
+		if !started {
+			if err := begin(); err != nil {
+				return err
+			}
+		}
+		if !deleted {
+			deleted = true
+			_, _ = out.WriteString(`],"deleted_moods":[`)
+		}
+		for i := range batch {
+			if nd > 0 {
+				_ = out.WriteByte(',')
+			}
+			if err := enc.Encode(&batch[i]); err != nil {
+				return err
+			}
+			nd++
+		}
+		return flush()
 	})
 	if err == nil && !started {
 		err = begin() // no moods at all
 	}
 	if err == nil {
+		if !deleted {
+			_, _ = out.WriteString(`],"deleted_moods":[`)
+		}
 		_, _ = out.WriteString("]}\n")
 		err = flush()
 	}

@@ -31,7 +31,7 @@ func insertMoods(tb testing.TB, db *bun.DB, userID uuid.UUID, n int, mark string
 		at := start.Add(-time.Duration(i) * time.Minute)
 		batch = append(batch, mood.Mood{
 			ID: uuid.New(), UserID: userID, Score: i%10 + 1, Label: &label, Note: &note,
-			Tags: []string{"work", mark}, RecordedAt: at, CreatedAt: at, UpdatedAt: at,
+			Tags: []string{"work", mark}, RecordedAt: at, CreatedAt: at, UpdatedAt: at, Version: 1,
 		})
 		if len(batch) == chunk || i == n-1 {
 			if _, err := db.NewInsert().Model(&batch).Exec(context.Background()); err != nil {

@@ -4,6 +4,9 @@
 package soulmoods
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -30,16 +33,24 @@ func init() {
 // PathMoods is the collection; a mood is PathMoods + "/" + id.
 const PathMoods = "/api/moods"
 
+// PathChanges is the change feed of offline-first sync.
+const PathChanges = PathMoods + "/changes"
+
 // MaxIdempotencyKey bounds the Idempotency-Key header (characters).
 const MaxIdempotencyKey = 255
 
-// Handler answers /api/moods and /api/moods/{id} for the user of the
+// Handler answers /api/moods, /api/moods/changes and /api/moods/{id} for the user of the
 // request's access token; any other path under it is 404.
 type Handler struct {
-	store  *mood.Store
-	authn  *auth.Authenticator
-	logger *zap.Logger
-	now    func() time.Time
+	store *mood.Store
+	// syncKeys sign and check change-feed cursors: the current key first,
+	// then the one being rotated out.
+	syncKeys [][]byte
+	// tombstones is how long deletions are kept, so how old a cursor may be.
+	tombstones time.Duration
+	logger     *zap.Logger
+	authn      *auth.Authenticator
+	now        func() time.Time
 }
 
 // CaddyModule returns the Caddy module information.
@@ -60,6 +71,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.authn = app.Authenticator()
 	h.now = time.Now
 	h.store = mood.NewStore(app.DB(), h.now)
+	if h.syncKeys, err = app.DeriveKeys(mood.LabelSyncCursor); err != nil {
+		return fmt.Errorf("soul_moods: deriving the sync cursor key: %w", err)
+	}
+	h.tombstones = app.Settings().SyncTombstoneRetention
 	return nil
 }
 
@@ -78,6 +93,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	}
 	if r.URL.Path == PathSummary {
 		return h.serveSummary(w, r)
+	}
+	if r.URL.Path == PathChanges {
+		if r.Method != http.MethodGet {
+			return httpapi.MethodNotAllowed(http.MethodGet)
+		}
+		return h.authenticated(w, r, h.changes)
 	}
 	rawID, ok := strings.CutPrefix(r.URL.Path, PathMoods+"/")
 	if !ok || rawID == "" || strings.Contains(rawID, "/") {
@@ -132,6 +153,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, userID uuid.UUI
 		return h.storeError(err)
 	}
 	w.Header().Set("Location", PathMoods+"/"+c.Mood.ID.String())
+	w.Header().Set("ETag", c.Mood.ETag())
 	return httpapi.WriteJSON(w, http.StatusCreated, c.Mood)
 }
 
@@ -139,6 +161,10 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, userID uuid.UUID)
 	q, err := mood.ParseListQuery(r.URL.Query())
 	if err != nil {
 		return httpapi.Error(err)
+	}
+	inm, err := conditions(r.Header, "If-None-Match")
+	if err != nil {
+		return err
 	}
 	moods, next, err := h.store.List(r.Context(), userID, q)
 	if err != nil {
@@ -149,17 +175,68 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request, userID uuid.UUID)
 	}
 	buf := mood.ListBuffer()
 	*buf = mood.AppendList(*buf, moods)
+	// The page's tag is a digest of its body: any change to any mood on
+	// it, or to which moods it holds, changes it.
+	etag := bodyETag(*buf)
+	w.Header().Set("ETag", etag)
+	if inm.MatchWeak(etag) {
+		mood.PutListBuffer(buf)
+		notModified(w)
+		return nil
+	}
 	httpapi.WriteJSONBody(w, http.StatusOK, *buf)
 	mood.PutListBuffer(buf)
 	return nil
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request, userID, id uuid.UUID) error {
+	inm, err := conditions(r.Header, "If-None-Match")
+	if err != nil {
+		return err
+	}
 	m, err := h.store.Get(r.Context(), userID, id)
 	if err != nil {
 		return h.storeError(err)
 	}
+	w.Header().Set("ETag", m.ETag())
+	if inm.MatchWeak(m.ETag()) {
+		notModified(w)
+		return nil
+	}
 	return httpapi.WriteJSON(w, http.StatusOK, m)
+}
+
+// changes answers the change feed: ?since=<cursor>&limit=.
+func (h *Handler) changes(w http.ResponseWriter, r *http.Request, userID uuid.UUID) error {
+	v := r.URL.Query()
+	limit := mood.DefaultLimit
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > mood.MaxLimit {
+			return httpapi.Problem(problem.Validation(problem.FieldError{
+				Field: "limit", Message: "must be an integer from 1 to " + strconv.Itoa(mood.MaxLimit),
+			}))
+		}
+		limit = n
+	}
+	var since *mood.SyncCursor
+	if s := v.Get("since"); s != "" {
+		c, err := mood.ParseSyncCursor(s, h.syncKeys, userID, h.now(), h.tombstones)
+		if err != nil {
+			return h.storeError(err)
+		}
+		since = &c
+	}
+	page, err := h.store.Changes(r.Context(), userID, since, limit)
+	if err != nil {
+		return h.storeError(err)
+	}
+	page.Next.Issued = h.now()
+	buf := mood.ListBuffer()
+	*buf = mood.AppendChanges(*buf, page, page.Next.Encode(h.syncKeys[0], userID))
+	httpapi.WriteJSONBody(w, http.StatusOK, *buf)
+	mood.PutListBuffer(buf)
+	return nil
 }
 
 func (h *Handler) patch(w http.ResponseWriter, r *http.Request, userID, id uuid.UUID) error {
@@ -171,19 +248,53 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request, userID, id uuid.
 	if err != nil {
 		return httpapi.Error(err)
 	}
-	m, err := h.store.Update(r.Context(), userID, id, p)
+	im, err := conditions(r.Header, "If-Match")
+	if err != nil {
+		return err
+	}
+	m, err := h.store.Update(r.Context(), userID, id, p, im)
 	if err != nil {
 		return h.storeError(err)
 	}
+	w.Header().Set("ETag", m.ETag())
 	return httpapi.WriteJSON(w, http.StatusOK, m)
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request, userID, id uuid.UUID) error {
-	if err := h.store.Delete(r.Context(), userID, id); err != nil {
+	im, err := conditions(r.Header, "If-Match")
+	if err != nil {
+		return err
+	}
+	if err := h.store.Delete(r.Context(), userID, id, im); err != nil {
 		return h.storeError(err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// conditions reads an If-Match or If-None-Match header; a malformed one is
+// 400 invalid_etag, not ignored: a client that meant a condition must not
+// have its write go through unconditionally.
+func conditions(hd http.Header, name string) (mood.Conditions, error) {
+	c, err := mood.ParseConditions(hd.Values(name))
+	if err != nil {
+		p, _ := mood.ProblemOf(err)
+		return c, httpapi.Problem(p)
+	}
+	return c, nil
+}
+
+// bodyETag is a strong tag of an answer's bytes: 128 bits of SHA-256.
+func bodyETag(body []byte) string {
+	sum := sha256.Sum256(body)
+	return `"l` + base64.RawURLEncoding.EncodeToString(sum[:16]) + `"`
+}
+
+// notModified answers 304 with the headers already set (ETag): no body,
+// no Content-Type.
+func notModified(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNotModified)
 }
 
 // nextURL is the link to the page after c, keeping the client's bounds.
@@ -223,8 +334,8 @@ func idempotencyKey(h http.Header) (string, error) {
 // storeError maps the Store's outcomes to problems (mood.Outcomes); the
 // database down is a 503 a client may retry, any other failure a 500.
 func (h *Handler) storeError(err error) error {
-	if o, ok := mood.OutcomeOf(err); ok {
-		return httpapi.Problem(o.Problem())
+	if p, ok := mood.ProblemOf(err); ok {
+		return httpapi.Problem(p)
 	}
 	if !database.Unavailable(err) {
 		// A statement the database refused is a fault of ours, not

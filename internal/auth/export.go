@@ -32,7 +32,8 @@ type SessionInfo struct {
 // Export reads everything an account export holds about userID: head gets
 // the account and its sessions (open, or ended within EndedKept), then
 // moods gets every mood, newest recorded_at first, batch at a time (the
-// slice is reused; see mood.Walk).
+// slice is reused; see mood.Walk), then deleted, when not nil, the
+// tombstones of deleted moods the change feed still keeps.
 // It answers ErrNotFound when there is no such account; an error of head
 // or moods stops the export and is returned as it is.
 //
@@ -48,6 +49,7 @@ type SessionInfo struct {
 // connection is free between them.
 func (s *Service) Export(ctx context.Context, userID uuid.UUID, batch int,
 	head func(User, []SessionInfo) error, moods func([]mood.Mood) error,
+	deleted func([]mood.Tombstone) error,
 ) error {
 	var db bun.IDB = s.db
 	if s.db.Dialect().Name() == dialect.PG {
@@ -77,7 +79,10 @@ func (s *Service) Export(ctx context.Context, userID uuid.UUID, batch int,
 	if err := head(u, sessions); err != nil {
 		return err
 	}
-	return mood.Walk(ctx, db, userID, batch, moods)
+	if err := mood.Walk(ctx, db, userID, batch, moods); err != nil || deleted == nil {
+		return err
+	}
+	return mood.WalkTombstones(ctx, db, userID, batch, deleted)
 }
 
 // exportSessions returns the sessions of userID its owner is shown at now

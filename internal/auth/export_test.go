@@ -81,7 +81,7 @@ func TestExportSnapshot(t *testing.T) {
 			start := time.Now().UTC().Truncate(time.Microsecond).Add(-time.Hour)
 			newMood := func(at time.Time) mood.Mood {
 				return mood.Mood{ID: uuid.New(), UserID: userID, Score: 5, Tags: []string{},
-					RecordedAt: at, CreatedAt: at, UpdatedAt: at}
+					RecordedAt: at, CreatedAt: at, UpdatedAt: at, Version: 1}
 			}
 			journal := make([]mood.Mood, moods)
 			want := make([]uuid.UUID, moods)
@@ -127,7 +127,7 @@ func TestExportSnapshot(t *testing.T) {
 					}
 				}
 				return nil
-			})
+			}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -162,7 +162,7 @@ func TestExportSnapshot(t *testing.T) {
 					now = append(now, m.ID)
 				}
 				return nil
-			})
+			}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -177,7 +177,7 @@ func TestExportSnapshot(t *testing.T) {
 			}, func([]mood.Mood) error {
 				t.Error("moods called for no account")
 				return nil
-			})
+			}, nil)
 			if !errors.Is(err, auth.ErrNotFound) {
 				t.Errorf("export of no account: %v, want ErrNotFound", err)
 			}

@@ -231,9 +231,10 @@ func (c *Checker) undocumented(resp *http.Response, body []byte, status int, all
 }
 
 // methods lists the documented methods of the path item a request path
-// matches, sorted.
+// matches, sorted. A path without parameters is matched before any
+// template, as OpenAPI says (/api/moods/changes before /api/moods/{id}).
 func (c *Checker) methods(path string) []string {
-	ops := func(item *openapi3.PathItem) []string {
+	list := func(item *openapi3.PathItem) []string {
 		var ms []string
 		for m := range item.Operations() {
 			ms = append(ms, strings.ToUpper(m))
@@ -241,14 +242,12 @@ func (c *Checker) methods(path string) []string {
 		sort.Strings(ms)
 		return ms
 	}
-	// A literal path comes before a template it also matches, as OpenAPI
-	// says: /api/moods/summary is not /api/moods/{id}.
 	if item := c.doc.Paths.Value(path); item != nil {
-		return ops(item)
+		return list(item)
 	}
 	for template, item := range c.doc.Paths.Map() {
 		if matchTemplate(template, path) {
-			return ops(item)
+			return list(item)
 		}
 	}
 	return nil

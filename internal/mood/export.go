@@ -46,3 +46,36 @@ func Walk(ctx context.Context, db bun.IDB, userID uuid.UUID, batch int, fn func(
 		after = &c
 	}
 }
+
+// WalkTombstones hands fn the tombstones of userID's deleted moods (kept
+// for the change feed, so part of what an export shows), oldest deletion
+// first, batch at a time, as Walk does: each batch is one keyset query on
+// (user_id, change_seq, id) finished before fn runs; the slice is reused.
+func WalkTombstones(ctx context.Context, db bun.IDB, userID uuid.UUID, batch int, fn func([]Tombstone) error) error {
+	if batch < 1 {
+		batch = MaxLimit
+	}
+	ts := make([]Tombstone, 0, batch)
+	after := int64(-1)
+	for {
+		ts = ts[:0]
+		// A user's change numbers are unique, so change_seq alone orders
+		// the tombstones.
+		if err := db.NewSelect().Model(&ts).Where("user_id = ?", userID).Where("change_seq > ?", after).
+			OrderExpr("change_seq").Limit(int64(batch)).Scan(ctx); err != nil {
+			return fmt.Errorf("mood: reading a batch of tombstones: %w", err)
+		}
+		for i := range ts {
+			ts[i].DeletedAt = ts[i].DeletedAt.UTC()
+		}
+		if len(ts) > 0 {
+			if err := fn(ts); err != nil {
+				return err
+			}
+		}
+		if len(ts) < batch {
+			return nil
+		}
+		after = ts[len(ts)-1].ChangeSeq
+	}
+}

@@ -48,6 +48,8 @@ func (m *Mood) AppendJSON(b []byte) []byte {
 	b = appendTime(b, m.CreatedAt)
 	b = append(b, `,"updated_at":`...)
 	b = appendTime(b, m.UpdatedAt)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendInt(b, m.Version, 10)
 	return append(b, '}')
 }
 
@@ -125,4 +127,32 @@ func appendTime(b []byte, t time.Time) []byte {
 	b = append(b, '"')
 	b = t.AppendFormat(b, time.RFC3339Nano)
 	return append(b, '"')
+}
+
+// AppendChanges appends a page of the change feed as JSON to b:
+// {"changes":[...],"next_cursor":"…","has_more":…}, each change a mood or
+// a tombstone {"id","deleted":true,"deleted_at"}. next is page.Next,
+// encoded; it is URL-safe base64, so it needs no escaping.
+func AppendChanges(b []byte, page ChangesPage, next string) []byte {
+	b = append(b, `{"changes":[`...)
+	for i := range page.Changes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		c := &page.Changes[i]
+		if c.Mood != nil {
+			b = c.Mood.AppendJSON(b)
+			continue
+		}
+		b = append(b, `{"id":"`...)
+		b = appendUUID(b, c.ID)
+		b = append(b, `","deleted":true,"deleted_at":`...)
+		b = appendTime(b, c.DeletedAt)
+		b = append(b, '}')
+	}
+	b = append(b, `],"next_cursor":"`...)
+	b = append(b, next...)
+	b = append(b, `","has_more":`...)
+	b = strconv.AppendBool(b, page.More)
+	return append(b, '}')
 }

@@ -36,7 +36,7 @@ func FuzzMoodJSON(f *testing.F) {
 		if y := at.Year(); y < 0 || y > 9999 {
 			return // not a storable time (see appendTime)
 		}
-		m := Mood{ID: uuid.New(), Score: score, Tags: []string{tag1, tag2}, RecordedAt: at, CreatedAt: at.Add(time.Millisecond), UpdatedAt: at.Add(time.Microsecond)}
+		m := Mood{ID: uuid.New(), Score: score, Tags: []string{tag1, tag2}, RecordedAt: at, CreatedAt: at.Add(time.Millisecond), UpdatedAt: at.Add(time.Microsecond), Version: nanos, ChangeSeq: int64(score)}
 		if hasLabel {
 			m.Label = &label
 		}

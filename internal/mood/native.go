@@ -22,7 +22,7 @@ import (
 // moodColumns are the columns of Mood in the order scanMood reads them. A
 // test holds them to the model's bun fields, so a new field cannot be left
 // out of the list.
-var moodColumns = []string{"id", "score", "label", "note", "tags", "recorded_at", "created_at", "updated_at"}
+var moodColumns = []string{"id", "score", "label", "note", "tags", "recorded_at", "created_at", "updated_at", "version", "change_seq"}
 
 var selectMoods = "SELECT " + strings.Join(moodColumns, ", ") + " FROM moods WHERE user_id = $1"
 
@@ -192,7 +192,7 @@ func scanMood(rows pgx.Rows, m *Mood, page *pageSlabs) error {
 	}
 	if !binary {
 		var tags []byte
-		if err := rows.Scan((*[16]byte)(&m.ID), &m.Score, &m.Label, &m.Note, &tags, &m.RecordedAt, &m.CreatedAt, &m.UpdatedAt); err != nil {
+		if err := rows.Scan((*[16]byte)(&m.ID), &m.Score, &m.Label, &m.Note, &tags, &m.RecordedAt, &m.CreatedAt, &m.UpdatedAt, &m.Version, &m.ChangeSeq); err != nil {
 			return err
 		}
 		var err error
@@ -226,6 +226,11 @@ func scanMood(rows pgx.Rows, m *Mood, page *pageSlabs) error {
 			return err
 		}
 	}
+	for i, n := range []*int64{&m.Version, &m.ChangeSeq} {
+		if *n, err = int8Value(v[8+i]); err != nil {
+			return err
+		}
+	}
 	// The row's text is copied now (the raw values are only valid until
 	// the next row) and becomes strings once the page is read.
 	page.add(v[2], v[3], tagsRaw)
@@ -235,6 +240,14 @@ func scanMood(rows pgx.Rows, m *Mood, page *pageSlabs) error {
 func binary16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }
 func binary32(b []byte) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+// int8Value reads a bigint's binary form.
+func int8Value(b []byte) (int64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("mood: bigint of %d bytes", len(b))
+	}
+	return int64(binary32(b[:4]))<<32 | int64(binary32(b[4:])), nil
 }
 
 // postgresEpoch is where timestamptz's binary form counts from, in

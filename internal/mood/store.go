@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,7 +23,37 @@ var (
 	ErrNotFound = errors.New("mood: not found")
 	// ErrKeyReused: an Idempotency-Key already used for a different request.
 	ErrKeyReused = errors.New("mood: idempotency key reused with a different request")
+	// ErrPreconditionFailed: If-Match named another version than the
+	// mood's; the error is a *PreconditionError holding the mood as it is.
+	ErrPreconditionFailed = errors.New("mood: precondition failed")
 )
+
+// PreconditionError is ErrPreconditionFailed with the mood as it stands,
+// which the client needs to merge its change into.
+type PreconditionError struct{ Current Mood }
+
+func (e *PreconditionError) Error() string { return ErrPreconditionFailed.Error() }
+
+// Is makes errors.Is(err, ErrPreconditionFailed) true.
+func (e *PreconditionError) Is(target error) bool { return target == ErrPreconditionFailed }
+
+// nextSeq takes the next number of userID's change counter. The UPDATE
+// (or the INSERT of the first) holds the counter row's lock until tx
+// commits, so two writers of one user are numbered in the order they
+// commit: a reader of the feed that has seen number n can never later
+// find a smaller one appear. On Postgres a sequence could not promise
+// that (a lower number may commit after a higher one is read); on SQLite
+// the one writer serializes them anyway. Every writer of a user's moods
+// takes this lock first, before any mood row, so they cannot deadlock.
+func nextSeq(ctx context.Context, tx bun.IDB, userID uuid.UUID) (int64, error) {
+	var seq int64
+	err := tx.NewRaw(`INSERT INTO mood_sync (user_id, seq) VALUES (?, 1)
+		ON CONFLICT (user_id) DO UPDATE SET seq = mood_sync.seq + 1 RETURNING seq`, userID).Scan(ctx, &seq)
+	if err != nil {
+		return 0, fmt.Errorf("mood: taking a change number: %w", err)
+	}
+	return seq, nil
+}
 
 // Paging bounds of List.
 const (
@@ -70,6 +101,7 @@ func (s *Store) Create(ctx context.Context, userID uuid.UUID, n New, key string)
 		RecordedAt: now,
 		CreatedAt:  now,
 		UpdatedAt:  now,
+		Version:    1,
 	}
 	if m.Tags == nil {
 		m.Tags = []string{}
@@ -77,16 +109,21 @@ func (s *Store) Create(ctx context.Context, userID uuid.UUID, n New, key string)
 	if n.RecordedAt != nil {
 		m.RecordedAt = dbTime(*n.RecordedAt)
 	}
-	if key == "" {
-		if _, err := s.db.NewInsert().Model(&m).Exec(ctx); err != nil {
-			return Created{}, err
-		}
-		return Created{Mood: m}, nil
-	}
-
 	var out Created
 	// SQLite has a single connection: inside the transaction only tx is used.
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		seq, err := nextSeq(ctx, tx, userID)
+		if err != nil {
+			return err
+		}
+		m.ChangeSeq = seq
+		if key == "" {
+			if _, err := tx.NewInsert().Model(&m).Exec(ctx); err != nil {
+				return err
+			}
+			out = Created{Mood: m}
+			return nil
+		}
 		if _, err := tx.NewDelete().Model((*IdempotencyKey)(nil)).
 			Where("user_id = ?", userID).
 			Where("created_at <= ?", now.Add(-IdempotencyTTL)).
@@ -206,56 +243,101 @@ func get(ctx context.Context, db bun.IDB, userID, id uuid.UUID) (Mood, error) {
 }
 
 // Update applies p to a mood of userID in one statement, so concurrent
-// patches of different fields do not undo each other.
-func (s *Store) Update(ctx context.Context, userID, id uuid.UUID, p Patch) (Mood, error) {
+// patches of different fields do not undo each other. ifMatch is the
+// request's If-Match: when it does not match the mood's ETag, nothing
+// changes and the error is a *PreconditionError. A change bumps the
+// mood's version and moves it to the end of the change feed.
+func (s *Store) Update(ctx context.Context, userID, id uuid.UUID, p Patch, ifMatch Conditions) (Mood, error) {
 	if p.Empty() {
-		return s.Get(ctx, userID, id)
+		m, err := s.Get(ctx, userID, id)
+		if err == nil && !ifMatch.MatchStrong(m.ETag()) {
+			return Mood{}, &PreconditionError{Current: m}
+		}
+		return m, err
 	}
 	var m Mood
-	q := s.db.NewUpdate().Model(&m).
-		Where("id = ?", id).Where("user_id = ?", userID).
-		Set("updated_at = ?", dbTime(s.now()))
-	if p.Score.Set {
-		q = q.Set("score = ?", p.Score.Value)
-	}
-	if p.Label.Set {
-		q = q.Set("label = ?", nullable(p.Label))
-	}
-	if p.Note.Set {
-		q = q.Set("note = ?", nullable(p.Note))
-	}
-	if p.Tags.Set {
-		tags := p.Tags.Value
-		if tags == nil {
-			tags = []string{}
-		}
-		// Encoded here so both dialects receive the same JSON text.
-		b, err := json.Marshal(tags)
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		seq, err := nextSeq(ctx, tx, userID)
 		if err != nil {
-			return Mood{}, err
+			return err
 		}
-		q = q.Set("tags = ?", string(b))
-	}
-	if p.RecordedAt.Set {
-		q = q.Set("recorded_at = ?", dbTime(p.RecordedAt.Value))
-	}
-	res, err := q.Returning("*").Exec(ctx)
+		if ifMatch.Present && !ifMatch.Any {
+			// The counter's lock keeps every other writer of this user's
+			// moods out until commit, so the version read here is the
+			// one the UPDATE below changes.
+			cur, err := get(ctx, tx, userID, id)
+			if err != nil {
+				return err
+			}
+			if !ifMatch.MatchStrong(cur.ETag()) {
+				return &PreconditionError{Current: cur}
+			}
+		}
+		q := tx.NewUpdate().Model(&m).
+			Where("id = ?", id).Where("user_id = ?", userID).
+			Set("updated_at = ?", dbTime(s.now())).
+			Set("version = version + 1").
+			Set("change_seq = ?", seq)
+		if p.Score.Set {
+			q = q.Set("score = ?", p.Score.Value)
+		}
+		if p.Label.Set {
+			q = q.Set("label = ?", nullable(p.Label))
+		}
+		if p.Note.Set {
+			q = q.Set("note = ?", nullable(p.Note))
+		}
+		if p.Tags.Set {
+			tags := p.Tags.Value
+			if tags == nil {
+				tags = []string{}
+			}
+			// Encoded here so both dialects receive the same JSON text.
+			b, err := json.Marshal(tags)
+			if err != nil {
+				return err
+			}
+			q = q.Set("tags = ?", string(b))
+		}
+		if p.RecordedAt.Set {
+			q = q.Set("recorded_at = ?", dbTime(p.RecordedAt.Value))
+		}
+		res, err := q.Returning("*").Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
 	if err != nil {
 		return Mood{}, err
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return Mood{}, err
-	} else if n == 0 {
-		return Mood{}, ErrNotFound
 	}
 	m.normalize()
 	return m, nil
 }
 
-// Delete removes a mood of userID and the idempotency keys that name it, so
-// a later retry of its create does not point at nothing.
-func (s *Store) Delete(ctx context.Context, userID, id uuid.UUID) error {
+// Delete removes a mood of userID, leaves its tombstone for the change
+// feed, and drops the idempotency keys that name it, so a later retry of
+// its create does not point at nothing. ifMatch is as Update's.
+func (s *Store) Delete(ctx context.Context, userID, id uuid.UUID, ifMatch Conditions) error {
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		seq, err := nextSeq(ctx, tx, userID)
+		if err != nil {
+			return err
+		}
+		if ifMatch.Present && !ifMatch.Any {
+			cur, err := get(ctx, tx, userID, id)
+			if err != nil {
+				return err
+			}
+			if !ifMatch.MatchStrong(cur.ETag()) {
+				return &PreconditionError{Current: cur}
+			}
+		}
 		res, err := tx.NewDelete().Model((*Mood)(nil)).
 			Where("id = ?", id).Where("user_id = ?", userID).Exec(ctx)
 		if err != nil {
@@ -265,6 +347,10 @@ func (s *Store) Delete(ctx context.Context, userID, id uuid.UUID) error {
 			return err
 		} else if n == 0 {
 			return ErrNotFound
+		}
+		t := Tombstone{UserID: userID, ID: id, ChangeSeq: seq, DeletedAt: dbTime(s.now())}
+		if _, err := tx.NewInsert().Model(&t).Exec(ctx); err != nil {
+			return fmt.Errorf("mood: writing a tombstone: %w", err)
 		}
 		_, err = tx.NewDelete().Model((*IdempotencyKey)(nil)).
 			Where("user_id = ?", userID).Where("mood_id = ?", id).Exec(ctx)

@@ -38,6 +38,9 @@ type Error struct {
 	Allow []string
 	// Header holds extra response headers (WWW-Authenticate for 401).
 	Header http.Header
+	// Current is the resource as it stands, for a 412 precondition_failed
+	// (the client merges its change into it); raw JSON.
+	Current json.RawMessage
 }
 
 func (e *Error) Error() string {
@@ -70,6 +73,8 @@ type Body struct {
 	Detail string       `json:"detail,omitempty"`
 	Code   string       `json:"code"`
 	Errors []FieldError `json:"errors,omitempty"`
+	// Current is the resource as it stands, on a 412.
+	Current json.RawMessage `json:"current,omitempty"`
 }
 
 // CodeForStatus is the code of an error that carries only a status, such as
@@ -164,12 +169,13 @@ func Write(w http.ResponseWriter, r *http.Request, e *Error) {
 	h.Set("Cache-Control", "no-store")
 	h.Del("Content-Length")
 	body, _ := json.Marshal(Body{
-		Type:   TypeBase + e.Code,
-		Title:  http.StatusText(e.Status),
-		Status: e.Status,
-		Detail: e.Detail,
-		Code:   e.Code,
-		Errors: e.Fields,
+		Type:    TypeBase + e.Code,
+		Title:   http.StatusText(e.Status),
+		Status:  e.Status,
+		Detail:  e.Detail,
+		Code:    e.Code,
+		Errors:  e.Fields,
+		Current: e.Current,
 	})
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(e.Status)

@@ -3,7 +3,8 @@
 // sessions that expired, or ended more than auth.EndedKept ago (until then
 // the user's other devices list them as ended), one-time codes past their expiry
 // (each names a phone number, often of someone who never finished signing
-// in), and Idempotency-Key records older than a day.
+// in), Idempotency-Key records older than a day, and the tombstones of
+// deleted moods older than the tombstone retention (SYNC_TOMBSTONE_DAYS).
 //
 // Each table is swept in small batches, each its own statement under its
 // own timeout, so a large backlog never holds long locks or one long
@@ -29,10 +30,11 @@ const (
 	Sessions        = "sessions"
 	OTPChallenges   = "otp_challenges"
 	IdempotencyKeys = "idempotency_keys"
+	MoodTombstones  = "mood_tombstones"
 )
 
 // Kinds lists every kind of row a sweep deletes, in sweep order.
-var Kinds = []string{Sessions, OTPChallenges, IdempotencyKeys}
+var Kinds = []string{Sessions, OTPChallenges, IdempotencyKeys, MoodTombstones}
 
 // Defaults of Options.
 const (
@@ -51,6 +53,9 @@ type Options struct {
 	// MaxPerSweep is the most rows of one kind one sweep deletes, so a
 	// huge backlog is worked off over several sweeps.
 	MaxPerSweep int
+	// TombstoneRetention is how long a deleted mood's tombstone is kept
+	// for the change feed (SYNC_TOMBSTONE_DAYS).
+	TombstoneRetention time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -62,6 +67,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxPerSweep <= 0 {
 		o.MaxPerSweep = DefaultMaxPerSweep
+	}
+	if o.TombstoneRetention <= 0 {
+		o.TombstoneRetention = mood.DefaultTombstoneRetention
 	}
 	return o
 }
@@ -90,9 +98,23 @@ func Sweep(ctx context.Context, db bun.IDB, now time.Time, opts Options) (Counts
 	dialect := db.Dialect().Name().String()
 	counts := make(Counts, len(Kinds))
 	for _, kind := range Kinds {
+		if kind == MoodTombstones {
+			// Before any tombstone goes, each user's purged_seq rises to
+			// the highest number about to be deleted, so a feed cursor
+			// below it is answered "expired" rather than silently missing
+			// the deletion (mood.Store.Changes reads it after the feed).
+			cutoff := now.Add(-opts.TombstoneRetention)
+			if _, err := exec(ctx, db, opts.StmtTimeout, `UPDATE mood_sync SET purged_seq = (
+				SELECT max(t.change_seq) FROM mood_tombstones t WHERE t.user_id = mood_sync.user_id AND t.deleted_at <= ?)
+				WHERE purged_seq < (
+				SELECT max(t.change_seq) FROM mood_tombstones t WHERE t.user_id = mood_sync.user_id AND t.deleted_at <= ?)`,
+				[]any{cutoff, cutoff}); err != nil {
+				return counts, fmt.Errorf("retention: sweep %s (%s): raising purged_seq: %w", kind, dialect, err)
+			}
+		}
 		for counts[kind] < int64(opts.MaxPerSweep) {
 			limit := min(int64(opts.Batch), int64(opts.MaxPerSweep)-counts[kind])
-			stmt, args := statement(kind, now, limit)
+			stmt, args := statement(kind, now, limit, opts)
 			n, err := exec(ctx, db, opts.StmtTimeout, stmt, args)
 			counts[kind] += n
 			if err != nil {
@@ -109,7 +131,7 @@ func Sweep(ctx context.Context, db bun.IDB, now time.Time, opts Options) (Counts
 // statement is one batch's DELETE of kind. The inner SELECT picks at most
 // batch rows (through the expiry indexes); the outer condition is checked
 // again on each row as it is deleted.
-func statement(kind string, now time.Time, batch int64) (string, []any) {
+func statement(kind string, now time.Time, batch int64, opts Options) (string, []any) {
 	switch kind {
 	case Sessions:
 		ended := now.Add(-auth.EndedKept)
@@ -124,6 +146,11 @@ func statement(kind string, now time.Time, batch int64) (string, []any) {
 		cutoff := now.Add(-defaultIdempotentTT)
 		return `DELETE FROM idempotency_keys WHERE created_at <= ? AND (user_id, "key") IN (
 			SELECT user_id, "key" FROM idempotency_keys WHERE created_at <= ? LIMIT ?)`,
+			[]any{cutoff, cutoff, batch}
+	case MoodTombstones:
+		cutoff := now.Add(-opts.TombstoneRetention)
+		return `DELETE FROM mood_tombstones WHERE deleted_at <= ? AND (user_id, id) IN (
+			SELECT user_id, id FROM mood_tombstones WHERE deleted_at <= ? LIMIT ?)`,
 			[]any{cutoff, cutoff, batch}
 	}
 	panic("retention: unknown kind " + kind)

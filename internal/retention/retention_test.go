@@ -83,6 +83,10 @@ func idempotencyKey(user uuid.UUID, key string, created time.Time) *mood.Idempot
 	return &mood.IdempotencyKey{UserID: user, Key: key, RequestHash: []byte("h"), MoodID: uuid.New(), CreatedAt: created}
 }
 
+func tombstone(user uuid.UUID, seq int64, deleted time.Time) *mood.Tombstone {
+	return &mood.Tombstone{UserID: user, ID: uuid.New(), ChangeSeq: seq, DeletedAt: deleted}
+}
+
 // column returns the values of one text-convertible column, sorted.
 func column(t *testing.T, db *bun.DB, query string) []string {
 	t.Helper()
@@ -117,13 +121,19 @@ func TestSweepDeletesWhatExpiredAndKeepsTheRest(t *testing.T) {
 			idempotencyKey(user, "fresh", now.Add(-mood.IdempotencyTTL).Add(time.Millisecond)),
 			idempotencyKey(user, "old", now.Add(-mood.IdempotencyTTL)),
 			idempotencyKey(user, "older", now.Add(-30*24*time.Hour)),
+			tombstone(user, 3, now.Add(-mood.DefaultTombstoneRetention).Add(time.Millisecond)), // kept
+			tombstone(user, 2, now.Add(-mood.DefaultTombstoneRetention)),
+			tombstone(user, 1, now.Add(-365*24*time.Hour)),
 		)
+		if _, err := db.NewRaw("INSERT INTO mood_sync (user_id, seq) VALUES (?, 3)", user).Exec(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 
 		counts, err := retention.Sweep(context.Background(), db, now, retention.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := retention.Counts{retention.Sessions: 3, retention.OTPChallenges: 2, retention.IdempotencyKeys: 2}
+		want := retention.Counts{retention.Sessions: 3, retention.OTPChallenges: 2, retention.IdempotencyKeys: 2, retention.MoodTombstones: 2}
 		if fmt.Sprint(counts) != fmt.Sprint(want) {
 			t.Errorf("deleted %v, want %v", counts, want)
 		}
@@ -137,6 +147,13 @@ func TestSweepDeletesWhatExpiredAndKeepsTheRest(t *testing.T) {
 		}
 		if got := column(t, db, `SELECT "key" FROM idempotency_keys`); !slices.Equal(got, []string{"fresh"}) {
 			t.Errorf("idempotency keys left %v", got)
+		}
+		if got := column(t, db, "SELECT CAST(change_seq AS TEXT) FROM mood_tombstones"); !slices.Equal(got, []string{"3"}) {
+			t.Errorf("tombstones left %v, want the one of number 3", got)
+		}
+		// The change feed answers a cursor below 2 "expired" from now on.
+		if got := column(t, db, "SELECT CAST(purged_seq AS TEXT) FROM mood_sync"); !slices.Equal(got, []string{"2"}) {
+			t.Errorf("purged_seq %v, want 2", got)
 		}
 		if got := column(t, db, "SELECT phone FROM users"); len(got) != 1 {
 			t.Errorf("users %v: a sweep never deletes an account", got)

@@ -266,6 +266,9 @@ func run(cfg config) error {
 	list := func(base string) newLoad {
 		return listRequests(perUser(tokens, vegeta.Target{Method: http.MethodGet, URL: base + "/api/moods"})...)
 	}
+	// changes is a device's first sync, GET /api/moods/changes from the
+	// beginning, by every user in turn: a full page of 20 expected.
+	changes := listRequests(perUser(tokens, vegeta.Target{Method: http.MethodGet, URL: srv.Base + "/api/moods/changes?limit=" + strconv.Itoa(listPage)})...)
 	postMood := requests(http.StatusCreated, perUser(tokens, vegeta.Target{
 		Method: http.MethodPost,
 		URL:    srv.Base + "/api/moods",
@@ -310,6 +313,7 @@ func run(cfg config) error {
 		{"GET /api/moods (limits on)", list(srv.Base), true},
 		{"GET /api/moods (limits off)", list(srv.nolimit), true},
 		{pocketBaseScenario, nil, false},
+		{"GET /api/moods/changes", changes, true},
 		{"POST /api/moods", postMood, false},
 		{summaryScenario, summary, false},
 		{"otp/request + verify-otp", otpPair, false},
