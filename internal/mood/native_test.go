@@ -146,10 +146,17 @@ func TestNativeListDecodesTheWire(t *testing.T) {
 }
 
 // migratedPostgres opens a fresh, migrated Postgres database.
-func migratedPostgres(t *testing.T) *bun.DB {
+func migratedPostgres(t testing.TB) *bun.DB {
+	t.Helper()
+	return migrated(t, database.Config{URL: testservices.NewDatabase(t)})
+}
+
+// migrated opens the database of cfg, closed at the test's end, with every
+// migration applied.
+func migrated(t testing.TB, cfg database.Config) *bun.DB {
 	t.Helper()
 	ctx := context.Background()
-	db, _, err := database.Open(ctx, database.Config{URL: testservices.NewDatabase(t)}, 10*time.Second)
+	db, _, err := database.Open(ctx, cfg, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,10 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-
-	"github.com/soulapp/soul/internal/database"
-	"github.com/soulapp/soul/internal/testservices"
-	"github.com/soulapp/soul/migrations"
 )
 
 // The list query stays one range of the (user_id, recorded_at DESC, id
@@ -21,30 +17,9 @@ import (
 // 20,000, enough for the planner to prefer the index; the design was
 // checked with 1,000,000).
 func TestListQueryPlan(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fills a table")
-	}
-	rows := 20_000
-	if s := os.Getenv("SOUL_TEST_PLAN_ROWS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			t.Fatalf("SOUL_TEST_PLAN_ROWS=%q", s)
-		}
-		rows = n
-	}
+	rows := planRows(t)
 	ctx := context.Background()
-	db, _, err := database.Open(ctx, database.Config{URL: testservices.NewDatabase(t)}, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	r, err := migrations.New(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedPostgres(t)
 
 	// Users of 1,000 moods each, one every ten minutes.
 	perUser := 1000
@@ -104,4 +79,22 @@ func TestListQueryPlan(t *testing.T) {
 			t.Errorf("%s: not one index range scan:\n%s", c.name, text)
 		}
 	}
+}
+
+// planRows is the size of the table a plan test fills: 20,000 moods, or
+// SOUL_TEST_PLAN_ROWS; such a test is skipped with -short.
+func planRows(t *testing.T) int {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("fills a table")
+	}
+	s := os.Getenv("SOUL_TEST_PLAN_ROWS")
+	if s == "" {
+		return 20_000
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("SOUL_TEST_PLAN_ROWS=%q", s)
+	}
+	return n
 }

@@ -19,7 +19,6 @@ import (
 
 	"github.com/soulapp/soul/internal/database"
 	"github.com/soulapp/soul/internal/problem"
-	"github.com/soulapp/soul/migrations"
 )
 
 // referenceDate is the first day of the bucket holding t in loc, computed
@@ -164,20 +163,7 @@ func TestSegmentsSkipAMissingDay(t *testing.T) {
 // migratedSQLite opens a fresh, migrated SQLite file.
 func migratedSQLite(t *testing.T) *bun.DB {
 	t.Helper()
-	ctx := context.Background()
-	db, _, err := database.Open(ctx, database.Config{SQLitePath: filepath.Join(t.TempDir(), "soul.db")}, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	r, err := migrations.New(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return db
+	return migrated(t, database.Config{SQLitePath: filepath.Join(t.TempDir(), "soul.db")})
 }
 
 // summaryMoods are a user's moods over a year and a half: one every few
