@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/soulapp/soul/internal/database"
+	"github.com/soulapp/soul/internal/redisurl"
 	"github.com/soulapp/soul/internal/tracing"
 	"github.com/soulapp/soul/migrations"
 )
@@ -70,20 +71,11 @@ func openDatabase(ctx context.Context, s Settings, logger *zap.Logger) (*databas
 // must start and serve (limits fall back to memory) while Redis is away,
 // and the client reconnects by itself when it returns.
 func openRedis(raw string, logger *zap.Logger) (*redisResource, error) {
-	opt, err := rueidis.ParseURL(raw)
+	// A single node unless the URL says cluster=1 (see redisurl.Options).
+	opt, _, err := redisurl.Options(raw)
 	if err != nil {
-		return nil, errors.New("REDIS_URL is malformed")
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	// A single node unless the URL says cluster=1: then rueidis discovers
-	// the cluster from the listed nodes (the host and every addr=) and
-	// follows MOVED/ASK by itself. A single node is forced otherwise so the
-	// client exists, and reconnects, while that node is down at start; a
-	// cluster client needs one listed node to answer at start.
-	cluster, err := redisClusterMode(raw)
-	if err != nil {
-		return nil, err
-	}
-	opt.ForceSingleClient = !cluster
 	opt.DisableCache = true
 	opt.Dialer.Timeout = 2 * time.Second
 	opt.ConnWriteTimeout = 2 * time.Second
@@ -99,23 +91,6 @@ func openRedis(raw string, logger *zap.Logger) (*redisResource, error) {
 	return &redisResource{client: tracing.Redis(client)}, nil
 }
 
-// redisClusterMode reads REDIS_URL's cluster query parameter: "1" or
-// "true" for a Redis Cluster; absent, "0" or "false" for a single node.
-func redisClusterMode(raw string) (bool, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return false, errors.New("REDIS_URL is not a valid URL")
-	}
-	switch v := u.Query().Get("cluster"); v {
-	case "", "0", "false":
-		return false, nil
-	case "1", "true":
-		return true, nil
-	default:
-		return false, fmt.Errorf("REDIS_URL: cluster=%q: want 1 or 0", v)
-	}
-}
-
 func validateRedisURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -127,11 +102,8 @@ func validateRedisURL(raw string) error {
 	if u.Host == "" {
 		return errors.New("REDIS_URL has no host")
 	}
-	if _, err := rueidis.ParseURL(raw); err != nil {
-		return errors.New("REDIS_URL is malformed")
-	}
-	if _, err := redisClusterMode(raw); err != nil {
-		return err
+	if _, _, err := redisurl.Options(raw); err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
 	}
 	return nil
 }

@@ -37,6 +37,8 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/redis/rueidis/rueidislock"
 	"go.uber.org/zap"
+
+	"github.com/soulapp/soul/internal/redisurl"
 )
 
 func init() {
@@ -97,7 +99,6 @@ var pool = caddy.NewUsagePool()
 // answer yet is not fatal: the client keeps dialling, and the storage works
 // once Redis is up (certificates already in memory keep being served).
 func connect(opt rueidis.ClientOption, cluster bool, prefix string, validity time.Duration, logger *zap.Logger) (*resource, error) {
-	opt.ForceSingleClient = !cluster
 	keys := prefix
 	if cluster {
 		// One hash slot for the values and the index (see the package doc).
@@ -156,13 +157,9 @@ func (s *Storage) Provision(ctx caddy.Context) error {
 		s.logger.Info("certificate storage: file system (no Redis URL)")
 		return nil
 	}
-	opt, err := rueidis.ParseURL(raw)
+	opt, cluster, err := redisurl.Options(raw)
 	if err != nil {
-		return errors.New("soul_redis storage: the Redis URL is malformed")
-	}
-	cluster, err := clusterMode(raw)
-	if err != nil {
-		return err
+		return fmt.Errorf("soul_redis storage: %w", err)
 	}
 	if strings.ContainsAny(s.Prefix, "{}") {
 		return fmt.Errorf("soul_redis storage: prefix %q holds a brace, which would change hash slots", s.Prefix)
@@ -196,23 +193,6 @@ func (s *Storage) CertMagicStorage() (certmagic.Storage, error) {
 		return caddy.DefaultStorage, nil
 	}
 	return s, nil
-}
-
-// clusterMode reads the URL's cluster query parameter, as REDIS_URL's is
-// read for the limiter: "1" or "true" for a Redis Cluster, else one node.
-func clusterMode(raw string) (bool, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return false, errors.New("soul_redis storage: the Redis URL is malformed")
-	}
-	switch v := u.Query().Get("cluster"); v {
-	case "", "0", "false":
-		return false, nil
-	case "1", "true":
-		return true, nil
-	default:
-		return false, fmt.Errorf("soul_redis storage: cluster=%q: want 1 or 0", v)
-	}
 }
 
 // host names the server of a URL without its credentials, for logs.

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 
+	"github.com/soulapp/soul/internal/redisurl"
 	"github.com/soulapp/soul/internal/testservices"
 )
 
@@ -31,11 +31,7 @@ func TestMain(m *testing.M) {
 // as a separate replica would.
 func newStorage(t *testing.T, url, prefix string, validity time.Duration) *Storage {
 	t.Helper()
-	opt, err := rueidis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cluster, err := clusterMode(url)
+	opt, cluster, err := redisurl.Options(url)
 	if err != nil {
 		t.Fatal(err)
 	}
