@@ -94,6 +94,48 @@ func TestPostgresRestart(t *testing.T) {
 		}(w)
 	}
 
+	// One reader goes round the moods' read routes (the list, the change
+	// feed, the summary) at the same time: each answer is a 200, or a 503
+	// problem with Retry-After while Postgres is away, like the writes.
+	reads := []string{"/api/moods?limit=20", "/api/moods/changes?since=&limit=50",
+		"/api/moods/summary?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z&bucket=month&tz=Europe/London"}
+	var readOK, read503 atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; !stop.Load() && time.Now().Before(deadline); i++ {
+			path := reads[i%len(reads)]
+			req, _ := http.NewRequest(http.MethodGet, r.base+path, nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			sent.Add(1)
+			start := time.Now()
+			resp, err := client.Do(req)
+			elapsed := time.Since(start)
+			if err != nil {
+				if bad.Add(1) <= 3 {
+					t.Errorf("GET %s: %v after %v", path, err, elapsed)
+				}
+				continue
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch {
+			case resp.StatusCode == http.StatusOK:
+				readOK.Add(1)
+			case resp.StatusCode == http.StatusServiceUnavailable &&
+				resp.Header.Get("Content-Type") == problem.ContentType &&
+				resp.Header.Get("Retry-After") != "":
+				read503.Add(1)
+				slowest503.observe(elapsed)
+			default:
+				if bad.Add(1) <= 3 {
+					t.Errorf("GET %s: %d %s %q", path, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+				}
+			}
+			time.Sleep(interval)
+		}
+	}()
+
 	// recovered waits until writes succeed again, on the same process.
 	recovered := func() bool {
 		for i := 0; i < 300; i++ {
@@ -148,13 +190,16 @@ func TestPostgresRestart(t *testing.T) {
 		}
 	}
 	figures(t, "postgres-restart", sent.Load(), bad.Load(), lost,
-		fmt.Sprintf("created=%d unavailable_503=%d slowest_503=%s (bound %s) outages=[%s]",
-			created.Load(), unavailable.Load(), slowest503.get().Round(time.Millisecond), dialTimeout, strings.Join(report, "; ")))
+		fmt.Sprintf("created=%d unavailable_503=%d reads_ok=%d reads_503=%d slowest_503=%s (bound %s) outages=[%s]",
+			created.Load(), unavailable.Load(), readOK.Load(), read503.Load(), slowest503.get().Round(time.Millisecond), dialTimeout, strings.Join(report, "; ")))
 	if lost > 0 {
 		t.Errorf("%d of %d acknowledged writes are not in the database", lost, len(ids))
 	}
 	if bad.Load() > 0 {
-		t.Errorf("%d answers were neither a 201 nor a 503 problem with Retry-After", bad.Load())
+		t.Errorf("%d answers were neither a 201 (200 for a read) nor a 503 problem with Retry-After", bad.Load())
+	}
+	if readOK.Load() == 0 || read503.Load() == 0 {
+		t.Errorf("reads: %d answered, %d 503 during the outages; the reads did not see both", readOK.Load(), read503.Load())
 	}
 	if slowest503.get() >= dialTimeout {
 		t.Errorf("the slowest 503 took %v, not below the %v connect timeout: a request waited on a timeout during the outage", slowest503.get(), dialTimeout)
