@@ -47,7 +47,7 @@ test-go:
 ## bench: the built binary on throwaway Postgres and Redis, every route side
 ## by side with a constant-answer baseline and the list with PocketBase's
 ## (bench/pocketbase), CPU and allocations per request (bench/results.json,
-## .png), then the micro-benchmarks of the hot paths; about four minutes
+## .png), then the micro-benchmarks of the hot paths; about two and a half minutes
 bench: $(BIN)
 	scripts/testenv.sh $(MAKE) --no-print-directory bench-run bench-micro
 
