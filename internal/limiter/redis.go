@@ -304,6 +304,10 @@ func (l *Limiter) takeBack(ctx context.Context, rs []refund) {
 	if len(rs) == 0 {
 		return
 	}
+	// A time of its own: the check's may be what ran out, and a hit not
+	// taken back stays spent until its window ends.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
+	defer cancel()
 	cmds := make(rueidis.Commands, len(rs))
 	for i, r := range rs {
 		cmds[i] = l.client.B().Zrem().Key(r.key).Member(r.member).Build()
