@@ -189,8 +189,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if err != nil {
 		// Only a request the client abandoned gets here: a failing Redis
-		// is answered from memory by the limiter.
-		return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		// is answered from memory by the limiter. Still the 503 every
+		// other one is, with Retry-After.
+		return httpapi.Unavailable(err)
 	}
 	metrics.RateLimitDecisions.WithLabelValues(h.Policy, d.Storage, metrics.Decision(d.Allowed)).Inc()
 	now := h.now()
