@@ -90,8 +90,7 @@ type pgbouncerProcess struct {
 	root     bool
 	uid, gid int
 	conf     func(port int) string
-	cmd      *exec.Cmd
-	done     chan struct{}
+	child
 }
 
 func (p *pgbouncerProcess) logFile() string { return filepath.Join(p.dir, "pgbouncer.log") }
@@ -125,15 +124,9 @@ func (p *pgbouncerProcess) start(port int) error {
 	// exit. Its log goes to logfile (launch reads it on failure).
 	cmd := exec.Command(p.bin, args...)
 	cmd.Dir = p.dir
-	if err := cmd.Start(); err != nil {
+	if err := p.run(cmd); err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	p.cmd, p.done = cmd, done
 
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	deadline := time.Now().Add(startTimeout)
@@ -151,7 +144,7 @@ func (p *pgbouncerProcess) start(port int) error {
 			return nil
 		}
 		select {
-		case <-done:
+		case <-p.done:
 			return fmt.Errorf("pgbouncer exited: %v", cmd.ProcessState)
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -166,21 +159,5 @@ func (p *pgbouncerProcess) start(port int) error {
 // test nothing waits on it.
 func (p *pgbouncerProcess) stop() error {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(startTimeout):
-		p.kill()
-		return fmt.Errorf("pgbouncer still running %v after SIGTERM", startTimeout)
-	}
-}
-
-func (p *pgbouncerProcess) crash() error {
-	p.kill()
-	return nil
-}
-
-func (p *pgbouncerProcess) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
+	return p.waitExit("pgbouncer", "SIGTERM")
 }

@@ -258,8 +258,7 @@ type redisProcess struct {
 	addr string
 	// extra are more server arguments, e.g. a cluster node's.
 	extra []string
-	cmd   *exec.Cmd
-	done  chan struct{}
+	child
 }
 
 func (r *redisProcess) logFile() string { return filepath.Join(r.dir, "redis.log") }
@@ -274,15 +273,9 @@ func (r *redisProcess) start(port int) error {
 		// Lets scripts/testenv.sh stop a server left behind by a crash.
 		"--pidfile", filepath.Join(r.dir, "redis.pid"))
 	cmd.Args = append(cmd.Args, r.extra...)
-	if err := cmd.Start(); err != nil {
+	if err := r.run(cmd); err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	r.cmd, r.done = cmd, done
 
 	deadline := time.Now().Add(startTimeout)
 	for {
@@ -291,7 +284,7 @@ func (r *redisProcess) start(port int) error {
 			return nil
 		}
 		select {
-		case <-done:
+		case <-r.done:
 			return fmt.Errorf("redis-server exited: %v", cmd.ProcessState)
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -310,23 +303,50 @@ func (r *redisProcess) stop() error {
 		r.kill()
 		return fmt.Errorf("SHUTDOWN SAVE: %q, %v", reply, err)
 	}
-	select {
-	case <-r.done:
-		return nil
-	case <-time.After(startTimeout):
-		r.kill()
-		return fmt.Errorf("redis-server still running %v after SHUTDOWN", startTimeout)
-	}
+	return r.waitExit("redis-server", "SHUTDOWN")
 }
 
-func (r *redisProcess) crash() error {
-	r.kill()
+// child is a server process a test runs in the foreground, with done
+// closed once it has exited, so stopping it can wait for its exit.
+type child struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// run starts cmd and watches for its exit.
+func (c *child) run(cmd *exec.Cmd) error {
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	c.cmd, c.done = cmd, done
 	return nil
 }
 
-func (r *redisProcess) kill() {
-	_ = r.cmd.Process.Kill()
-	<-r.done
+// waitExit waits for the process, asked to end by how, to exit, and
+// kills it when it is still running after startTimeout.
+func (c *child) waitExit(name, how string) error {
+	select {
+	case <-c.done:
+		return nil
+	case <-time.After(startTimeout):
+		c.kill()
+		return fmt.Errorf("%s still running %v after %s", name, startTimeout, how)
+	}
+}
+
+func (c *child) crash() error {
+	c.kill()
+	return nil
+}
+
+func (c *child) kill() {
+	_ = c.cmd.Process.Kill()
+	<-c.done
 }
 
 // errNoReply is returned by redisCommand when the server closed the
