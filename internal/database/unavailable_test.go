@@ -81,6 +81,36 @@ func TestUnavailable(t *testing.T) {
 		}
 	})
 
+	t.Run("transaction on a terminated session", func(t *testing.T) {
+		url := testservices.NewDatabase(t)
+		db, admin := open(t, url), open(t, url)
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback() }()
+		var pid int
+		if err := tx.NewRaw("SELECT pg_backend_pid()").Scan(ctx, &pid); err != nil {
+			t.Fatal(err)
+		}
+		if err := query(admin, fmt.Sprintf("SELECT pg_terminate_backend(%d)", pid)); err != nil {
+			t.Fatal(err)
+		}
+		// The statement meets the terminated session; after it, pgx has
+		// closed the connection, and the commit finds it closed
+		// (pgconn.ErrConnClosed or the closed transaction).
+		_, execErr := tx.ExecContext(ctx, "SELECT 1")
+		commitErr := tx.Commit()
+		for what, err := range map[string]error{"statement": execErr, "commit": commitErr} {
+			if err == nil {
+				t.Fatalf("the %s on a terminated session succeeded", what)
+			}
+			if !database.Unavailable(err) {
+				t.Errorf("the %s on a terminated session (%v) is not counted as unavailable", what, err)
+			}
+		}
+	})
+
 	t.Run("server stopped", func(t *testing.T) {
 		pg := testservices.StartPostgres(t)
 		db := open(t, pg.URL())
