@@ -196,7 +196,8 @@ func TestPostgresRestart(t *testing.T) {
 		t.Errorf("%d of %d acknowledged writes are not in the database", lost, len(ids))
 	}
 	if bad.Load() > 0 {
-		t.Errorf("%d answers were neither a 201 (200 for a read) nor a 503 problem with Retry-After", bad.Load())
+		t.Errorf("%d answers were neither a 201 (200 for a read) nor a 503 problem with Retry-After; the binary's errors:\n%s",
+			bad.Load(), linesWith(r.log.String(), `"status":500`, 10))
 	}
 	if readOK.Load() == 0 || read503.Load() == 0 {
 		t.Errorf("reads: %d answered, %d 503 during the outages; the reads did not see both", readOK.Load(), read503.Load())
@@ -246,4 +247,15 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// linesWith returns the last n lines of the log s that hold substr.
+func linesWith(s, substr string, n int) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return tail(strings.Join(out, "\n"), n)
 }
