@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -312,15 +311,11 @@ func (s *Server) Do(method, path string, body any, headers ...string) *Response 
 	return &Response{Response: resp, Body: data}
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port that was free a moment ago (see
+// testservices.FreePort for the range and why).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testservices.FreePort(t)
 }
 
 // RandomHex returns n random bytes as hex.

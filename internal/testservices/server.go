@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -405,12 +406,28 @@ func serverDir(t testing.TB, prefix string, uid, gid int) string {
 // freePort returns a loopback port that nothing listened on a moment ago.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testservices: %v", err)
+	return FreePort(t)
+}
+
+// FreePort returns a loopback port that was free a moment ago, for a server
+// a test starts. It is drawn from 10000–19999, below the kernel's
+// ephemeral range (where a port asked for with :0, an httptest server's
+// or a client's, is taken) and below the cluster nodes' (clusterPort):
+// released and bound again later, it cannot meanwhile become another
+// server's.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	for attempt := 0; attempt < 200; attempt++ {
+		port := 10000 + rand.IntN(10000)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("testservices: no free port in 10000-19999")
+	return 0
 }
 
 // tail returns the last n lines of a log file, for error messages.
